@@ -1,0 +1,221 @@
+"""``%pmap`` and ``%%parmap``: parse what the user typed, then call the engine."""
+
+import functools
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_magic,
+    magics_class,
+    needs_local_scope,
+)
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Integer, Unicode, Union
+
+from . import engine, parsing
+from .errors import ParmagicInputError
+
+
+def _batch_size(text):
+    return text if text == "auto" else int(text)
+
+
+def _shared_options(magic):
+    """The options both magics take (one definition, stacked on each)."""
+    options = [
+        argument("-n", "--n-jobs", type=int, metavar="N", help=(
+            "Number of workers, with joblib's meaning: -1 = all cores, -2 = all "
+            "but one. Default: ParMagic.n_jobs, else an enclosing "
+            "joblib.parallel_config, else -1.")),
+        argument("-b", "--backend", metavar="NAME", help=(
+            "loky (processes, the default), threading, multiprocessing, "
+            "sequential, or any backend registered with joblib. "
+            "Default: ParMagic.backend, else loky.")),
+        argument("-o", "--out", metavar="NAME", help=(
+            "Also bind the result list to NAME in the namespace.")),
+        argument("--star", action="store_true", help=(
+            "Call FUNC(*item) for each item, for an iterable of argument tuples.")),
+        argument("--batch-size", type=_batch_size, metavar="N", help=(
+            "Items sent to a worker at once, or 'auto' (the default: "
+            "ParMagic.batch_size).")),
+    ]
+    for option in reversed(options):
+        magic = option(magic)
+    return magic
+
+
+def _usage_errors(method):
+    """Report the engine's input errors as IPython ``UsageError``s: one line,
+    no traceback."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except ParmagicInputError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper
+
+
+@magics_class
+class ParMagic(Magics):
+    """Parallel map magics. Session defaults are set with ``%config``, e.g.
+    ``%config ParMagic.n_jobs = 4``, or in ``ipython_config.py``."""
+
+    n_jobs = Integer(None, allow_none=True, help=(
+        "Default number of workers (None: an enclosing joblib.parallel_config, "
+        "else -1 = all cores).")).tag(config=True)
+    backend = Unicode(None, allow_none=True, help=(
+        "Default joblib backend (None: an enclosing joblib.parallel_config, "
+        "else loky).")).tag(config=True)
+    batch_size = Union([Unicode(), Integer()], default_value="auto", help=(
+        "Default number of items sent to a worker at once, or 'auto'.")).tag(config=True)
+
+    @_usage_errors
+    @magic_arguments()
+    @_shared_options
+    @argument("code", nargs="*", metavar="FUNC ITERABLE", help=(
+        "The function to map, then one or more iterables (zipped like map()). "
+        "Expressions containing spaces need brackets or the comma form."))
+    @needs_local_scope
+    @line_magic
+    def pmap(self, line, local_ns=None):
+        """Map a function over one or more iterables on worker processes.
+
+        The results come back as a list in input order: assign it
+        (``x = %pmap ...``) or let IPython show it as Out[n]. The run's record
+        (results, errors, timings) is always bound to ``_parmap``.
+
+        Examples::
+
+            In [1]: %load_ext parmagic
+            In [2]: def square(x):
+               ...:     return x * x
+            In [3]: squares = %pmap square range(10)
+            In [4]: %pmap (lambda x: x ** 2) range(10)
+            In [5]: %pmap lambda x: x ** 2, range(10)
+            In [6]: %pmap pow range(10) [2]*10
+            In [7]: %pmap -n 4 -b threading fetch urls
+            In [8]: %pmap -o out --star pow [(2, 3), (4, 5)]
+
+        FUNC and each ITERABLE are separated by spaces, so an expression that
+        contains spaces needs brackets, or use commas throughout:
+        ``%pmap pow, range(10), [2] * 10``. Options come first.
+        """
+        options, rest = self._parse_options(self.pmap, line)
+        func_src, iterable_srcs = parsing.split_func_and_iterables(rest)
+        namespace = self._namespace(local_ns)
+        func = _evaluate(func_src, namespace)
+        iterables = [_evaluate(source, namespace) for source in iterable_srcs]
+        labels = [f"FUNC {func_src!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
+        return self._run(options, func, labels, iterables)
+
+    @_usage_errors
+    @magic_arguments()
+    @_shared_options
+    @argument("-f", "--func", metavar="NAME", help=(
+        "The function to map. Default: the last top-level def (or "
+        "NAME = lambda ...) in the cell."))
+    @argument("code", nargs="*", metavar="ITERABLE", help=(
+        "One or more iterables, zipped like map(). Expressions containing "
+        "spaces need brackets or the comma form."))
+    @cell_magic
+    def parmap(self, line, cell):
+        """Run the cell, then map the function it defines over ITERABLE(s).
+
+        The cell runs in the notebook's namespace first, so everything it
+        defines stays defined. Then the function named by ``-f``, or else the
+        last top-level ``def`` (or ``NAME = lambda ...``) of the cell, is
+        mapped on worker processes. The ordered results are the cell's value
+        and are bound to ``-o NAME``; the record is bound to ``_parmap``.
+
+        Example::
+
+            In [1]: %%parmap -n 2 -o results range(10)
+               ...: def slow_square(x):
+               ...:     time.sleep(0.1)
+               ...:     return x * x
+        """
+        options, rest = self._parse_options(self.parmap, line)
+        iterable_srcs = parsing.split_iterables(rest)
+        name = options.func or parsing.find_cell_function(self.shell.transform_cell(cell))
+        if name is None:
+            raise UsageError(
+                "the cell defines no function to map: end it with a def, "
+                "or name the function with -f NAME"
+            )
+        outcome = self.shell.run_cell(cell, store_history=False)
+        if not outcome.success:
+            raise UsageError("the cell raised an error (shown above), so nothing was mapped")
+        namespace = self._namespace(None)
+        if name not in namespace:
+            raise UsageError(f"-f {name}: no function named {name!r} is defined")
+        iterables = [_evaluate(source, namespace) for source in iterable_srcs]
+        labels = [f"FUNC {name!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
+        return self._run(options, namespace[name], labels, iterables)
+
+    # -- helpers shared by both magics ----------------------------------------
+    def _parse_options(self, magic, line):
+        parser = magic.parser
+        parser.allow_abbrev = False
+
+        def takes_value(word):
+            action = parser._option_string_actions.get(word)
+            return action is not None and action.nargs != 0
+
+        words, rest = parsing.split_options(line, takes_value)
+        options = parser.parse_args(words)  # errors are UsageErrors already
+        for name in (options.out, getattr(options, "func", None)):
+            if name is not None and not name.isidentifier():
+                raise UsageError(f"{name!r} is not a valid Python name")
+        return options, rest
+
+    def _namespace(self, local_ns):
+        if local_ns is None or local_ns is self.shell.user_ns:
+            return self.shell.user_ns
+        return {**self.shell.user_ns, **local_ns}
+
+    def _run(self, options, func, labels, iterables):
+        user_ns = self.shell.user_ns
+        record = engine.run(
+            func,
+            iterables,
+            n_jobs=_first_set(options.n_jobs, self.n_jobs),
+            backend=_first_set(options.backend, self.backend),
+            batch_size=_first_set(options.batch_size, self.batch_size),
+            star=options.star,
+            labels=labels,
+            on_start=lambda record: user_ns.__setitem__("_parmap", record),
+        )
+        if options.out:
+            user_ns[options.out] = record.results
+        return record.results
+
+
+def _first_set(*values):
+    return next((value for value in values if value is not None), None)
+
+
+def _evaluate(source, namespace):
+    """Evaluate an expression the user typed; a failure is their mistake to fix,
+    reported in one line."""
+    try:
+        return eval(source, namespace)  # noqa: S307 - the user's own input
+    except NameError as exc:
+        raise ParmagicInputError(f"{exc} (in {source!r})") from None
+    except Exception as exc:
+        raise ParmagicInputError(
+            f"evaluating {source!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def unregister(shell):
+    """Undo ``shell.register_magics(ParMagic)``."""
+    manager = shell.magics_manager
+    manager.magics["line"].pop("pmap", None)
+    manager.magics["cell"].pop("parmap", None)
+    instance = manager.registry.pop(ParMagic.__name__, None)
+    if instance in shell.configurables:
+        shell.configurables.remove(instance)

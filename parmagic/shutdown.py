@@ -1,0 +1,14 @@
+"""Stopping the worker pool on request (extension unload, end of a test)."""
+
+from joblib.externals.loky import reusable_executor
+
+
+def shutdown_workers(kill=False):
+    """Stop the loky workers that parmagic and joblib keep warm between calls.
+
+    The next call starts a fresh pool. ``kill=True`` terminates busy workers
+    instead of waiting for their current task.
+    """
+    executor = reusable_executor._executor
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=kill)

@@ -1,0 +1,89 @@
+"""Code that runs inside the worker processes (or threads).
+
+Everything here is pickled to the workers, so it stays small and imports
+nothing heavy. A worker never raises for a failing item: it returns an
+``Outcome`` that says which item failed and why, so the notebook side can
+attribute every error to its item and keep every result that did finish.
+"""
+
+import pickle
+import traceback
+
+
+class Outcome:
+    """What happened to one item: its value, or the exception it raised."""
+
+    __slots__ = ("index", "value", "error", "traceback")
+
+    def __init__(self, index, value=None, error=None, traceback=None):
+        self.index = index
+        self.value = value
+        self.error = error
+        self.traceback = traceback
+
+    @property
+    def failed(self):
+        return self.error is not None
+
+    def __reduce__(self):
+        return (Outcome, (self.index, self.value, self.error, self.traceback))
+
+
+class RemoteTraceback(Exception):
+    """Carries the worker's traceback text; set as the ``__cause__`` of an
+    exception re-raised in the notebook, so the user sees their own code."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def _portable(exc):
+    """The exception itself when it survives pickling, else a stand-in that
+    keeps its type name and message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__qualname__}: {exc}")
+
+
+def call_item(func, index, args):
+    """Call ``func(*args)`` for item ``index`` and report what happened."""
+    try:
+        return Outcome(index, value=func(*args))
+    except Exception as exc:
+        # Drop this frame: the user wants to see their own code.
+        tb_text = "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
+        )
+        return Outcome(index, error=_portable(exc), traceback=tb_text)
+
+
+class Chunk:
+    """Several items sent to a worker as one task, to amortise dispatch.
+
+    ``on_pickle`` runs in the parent just before the chunk is pickled: the
+    loky path uses it to point joblib's memmapping reducers at this run's own
+    temporary folder (what ``joblib.parallel.BatchedCalls`` does for Parallel).
+    """
+
+    def __init__(self, func, calls, on_pickle=None):
+        self.func = func
+        self.calls = calls  # list of (index, args)
+        self.on_pickle = on_pickle
+
+    def __call__(self):
+        func = self.func
+        return [call_item(func, index, args) for index, args in self.calls]
+
+    def __len__(self):
+        return len(self.calls)
+
+    def __reduce__(self):
+        if self.on_pickle is not None:
+            self.on_pickle()
+        return (Chunk, (self.func, self.calls))
