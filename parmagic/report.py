@@ -63,6 +63,8 @@ class ParmapRecord:
         ``"running"``, ``"done"``, ``"failed"`` or ``"interrupted"``.
     wall_time : float or None
         Seconds from start to end of the run (None while running).
+    n_finished : int
+        How many items have a result.
     """
 
     def __init__(self, func_name, backend, n_jobs):
@@ -73,6 +75,7 @@ class ParmapRecord:
         self.errors = {}
         self.status = "running"
         self.wall_time = None
+        self.n_finished = 0
         self._started = time.perf_counter()
 
     # -- filled by the engine -------------------------------------------------
@@ -85,6 +88,7 @@ class ParmapRecord:
     def add_result(self, index, value):
         self.expect(index + 1)
         self.results[index] = value
+        self.n_finished += 1
 
     def add_error(self, index, item, exception, traceback_text):
         self.expect(index + 1)
@@ -95,10 +99,6 @@ class ParmapRecord:
         self.wall_time = time.perf_counter() - self._started
 
     # -- read by the user -----------------------------------------------------
-    @property
-    def n_finished(self):
-        return sum(1 for value in self.results if value is not NOT_COMPUTED)
-
     def _summary_lines(self):
         wall = "running" if self.wall_time is None else f"{self.wall_time:.3f} s"
         lines = [

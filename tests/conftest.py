@@ -1,0 +1,35 @@
+"""Shared fixtures: an IPython shell with parmagic loaded, and checks that the
+suite leaves no worker process behind."""
+
+import gc
+
+import pytest
+from processes import stop_workers_and_wait
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_workers_left_after_the_suite():
+    yield
+    gc.collect()
+    alive = stop_workers_and_wait()
+    assert not alive, f"worker processes left running: {alive}"
+
+
+@pytest.fixture(scope="session")
+def _ipython():
+    from IPython.testing.globalipapp import start_ipython
+
+    return start_ipython()
+
+
+@pytest.fixture
+def shell(_ipython):
+    """The test IPython shell with parmagic loaded and a clean namespace."""
+    _ipython.run_line_magic("load_ext", "parmagic")
+    _ipython.run_cell("pass")
+    before = set(_ipython.user_ns)
+    yield _ipython
+    for name in set(_ipython.user_ns) - before:
+        del _ipython.user_ns[name]
+    _ipython.run_line_magic("unload_ext", "parmagic")
+    _ipython.config.pop("ParMagic", None)  # forget %config settings
