@@ -81,9 +81,8 @@ def run(
     """
     func_label, *iterable_labels = labels or _default_labels(len(iterables))
     _check_inputs(func, iterables, star, func_label, iterable_labels)
-    backend = backends.check_backend(backend)
-    n_jobs = backends.check_n_jobs(n_jobs)
-    batch_size = backends.check_batch_size(batch_size)
+    settings = check_settings(n_jobs=n_jobs, backend=backend, batch_size=batch_size)
+    n_jobs, backend, batch_size = settings["n_jobs"], settings["backend"], settings["batch_size"]
     parallel = Parallel(
         n_jobs=n_jobs,
         backend=backend,
@@ -111,6 +110,15 @@ def run(
         raise
     record.finish("done")
     return record
+
+
+def check_settings(*, n_jobs=None, backend=None, batch_size="auto"):
+    """Validate run settings before anything runs; return them normalised."""
+    return {
+        "n_jobs": backends.check_n_jobs(n_jobs),
+        "backend": backends.check_backend(backend),
+        "batch_size": backends.check_batch_size(batch_size),
+    }
 
 
 def _outcomes(parallel, func, inputs, batch_size):

@@ -140,13 +140,14 @@ class ParMagic(Magics):
         """
         options, rest = self._parse_options(self.parmap, line)
         iterable_srcs = parsing.split_iterables(rest)
+        self._settings(options)  # bad options fail before the cell runs
         name = options.func or parsing.find_cell_function(self.shell.transform_cell(cell))
         if name is None:
             raise UsageError(
                 "the cell defines no function to map: end it with a def, "
                 "or name the function with -f NAME"
             )
-        outcome = self.shell.run_cell(cell, store_history=False)
+        outcome = self._run_cell(cell)
         if not outcome.success:
             raise UsageError("the cell raised an error (shown above), so nothing was mapped")
         namespace = self._namespace(None)
@@ -155,6 +156,16 @@ class ParMagic(Magics):
         iterables = [_evaluate(source, namespace) for source in iterable_srcs]
         labels = [f"FUNC {name!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
         return self._run(options, namespace[name], labels, iterables)
+
+    def _run_cell(self, cell):
+        """Run the cell as a cell (its errors shown as usual), keeping the
+        outer cell's result slot, where the mapped results will go."""
+        displayhook = self.shell.displayhook
+        outer = displayhook.exec_result
+        try:
+            return self.shell.run_cell(cell, store_history=False)
+        finally:
+            displayhook.exec_result = outer
 
     # -- helpers shared by both magics ----------------------------------------
     def _parse_options(self, magic, line):
@@ -177,14 +188,20 @@ class ParMagic(Magics):
             return self.shell.user_ns
         return {**self.shell.user_ns, **local_ns}
 
+    def _settings(self, options):
+        """Options typed on the line, else the ParMagic config, checked."""
+        return engine.check_settings(
+            n_jobs=_first_set(options.n_jobs, self.n_jobs),
+            backend=_first_set(options.backend, self.backend),
+            batch_size=_first_set(options.batch_size, self.batch_size),
+        )
+
     def _run(self, options, func, labels, iterables):
         user_ns = self.shell.user_ns
         record = engine.run(
             func,
             iterables,
-            n_jobs=_first_set(options.n_jobs, self.n_jobs),
-            backend=_first_set(options.backend, self.backend),
-            batch_size=_first_set(options.batch_size, self.batch_size),
+            **self._settings(options),
             star=options.star,
             labels=labels,
             on_start=lambda record: user_ns.__setitem__("_parmap", record),

@@ -1,0 +1,223 @@
+"""%pmap and %%parmap through a real IPython InteractiveShell."""
+
+import pytest
+from IPython.core.error import UsageError
+
+
+def cell(shell, source):
+    """Run a cell as the user would; return its value, failing on any error."""
+    result = shell.run_cell(source)
+    if not result.success:
+        raise result.error_in_exec or result.error_before_exec
+    return result.result
+
+
+def usage_error(shell, source):
+    result = shell.run_cell(source)
+    assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
+    return str(result.error_in_exec)
+
+
+@pytest.fixture
+def square(shell):
+    cell(shell, "def square(x):\n    return x * x\n")
+
+
+SQUARES = [i * i for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("%pmap square range(10)", SQUARES),
+        ("%pmap (lambda x: x ** 2) range(10)", SQUARES),
+        ("%pmap lambda x: x ** 2, range(10)", SQUARES),
+        ("%pmap pow range(10) [2]*10", SQUARES),
+        ("%pmap pow, range(10), [2] * 10", SQUARES),
+        ("%pmap square (1, 2, 3)", [1, 4, 9]),
+        ("%pmap -n 2 -b threading square range(10)", SQUARES),
+        ("%pmap --n-jobs 2 --backend sequential square range(10)", SQUARES),
+        ("%pmap --star pow [(2, 3), (3, 2)]", [8, 9]),
+        ("%pmap --batch-size 3 square range(10)", SQUARES),
+        ("%pmap -n -1 square range(10)", SQUARES),
+    ],
+)
+def test_line_magic_forms_show_ordered_results_as_out(shell, square, line, expected):
+    assert cell(shell, line) == expected
+
+
+def test_result_can_be_assigned_and_bound_with_out(shell, square):
+    cell(shell, "squares = %pmap -o also square range(4)")
+    assert shell.user_ns["squares"] == [0, 1, 4, 9]
+    assert shell.user_ns["also"] == [0, 1, 4, 9]
+
+
+def test_every_run_binds_the_record(shell, square):
+    cell(shell, "%pmap -n 2 -b threading square range(3)")
+    record = shell.user_ns["_parmap"]
+    assert record.results == [0, 1, 4]
+    assert (record.n_jobs, record.backend, record.status) == (2, "threading", "done")
+    assert record.wall_time > 0
+
+
+def test_cell_magic_runs_the_cell_then_maps_its_last_function(shell):
+    value = cell(
+        shell,
+        "%%parmap -n 2 -o results range(5)\n"
+        "import math\n"
+        "OFFSET = 100\n"
+        "def helper(x):\n    return x + OFFSET\n"
+        "def shifted_factorial(x):\n    return helper(math.factorial(x))\n",
+    )
+    expected = [101, 101, 102, 106, 124]
+    assert value == expected
+    assert shell.user_ns["results"] == expected
+    # the cell's definitions persist, as in a normal cell
+    assert shell.user_ns["helper"](1) == 101
+    assert shell.user_ns["_parmap"].results == expected
+
+
+def test_cell_magic_maps_a_lambda_or_the_function_named_with_f(shell):
+    assert cell(shell, "%%parmap range(3)\nneg = lambda x: -x\n") == [0, -1, -2]
+    source = "%%parmap -f first range(3)\ndef first(x): return x + 1\ndef second(x): return 0\n"
+    assert cell(shell, source) == [1, 2, 3]
+
+
+def test_cell_magic_takes_several_iterables_and_cell_variables(shell):
+    source = "%%parmap xs ys\nxs = [1, 2, 3]\nys = [10, 20, 30]\ndef add(a, b): return a + b\n"
+    assert cell(shell, source) == [11, 22, 33]
+
+
+def test_cell_magic_error_in_the_cell_maps_nothing(shell):
+    result = shell.run_cell("%%parmap range(3)\ndef f(x): return x\nraise ValueError('oops')\n")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "nothing was mapped" in str(result.error_in_exec)
+    assert "_parmap" not in shell.user_ns
+
+
+def test_config_sets_session_defaults(shell, square):
+    cell(shell, "%config ParMagic.n_jobs = 2")
+    cell(shell, "%config ParMagic.backend = 'threading'")
+    cell(shell, "%pmap square range(3)")
+    record = shell.user_ns["_parmap"]
+    assert (record.n_jobs, record.backend) == (2, "threading")
+    # an option on the line still wins
+    cell(shell, "%pmap -b sequential square range(3)")
+    assert shell.user_ns["_parmap"].backend == "sequential"
+
+
+def test_config_batch_size_is_used(shell, square):
+    cell(shell, "%config ParMagic.batch_size = 2")
+    assert cell(shell, "%pmap square range(5)") == [0, 1, 4, 9, 16]
+
+
+OPTIONS = ["-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size"]
+
+
+@pytest.mark.parametrize("magic, kind", [("pmap", "line"), ("parmap", "cell")])
+def test_help_lists_every_option_with_an_example(shell, magic, kind):
+    doc = shell.magics_manager.magics[kind][magic].__doc__
+    for option in OPTIONS + (["-f", "--func"] if kind == "cell" else []):
+        assert f"{option} " in doc or f"{option}," in doc, option
+    assert "In [1]:" in doc
+    assert "ParMagic." in doc  # where the defaults come from
+
+
+def test_functions_read_notebook_globals_at_call_time(shell):
+    cell(shell, "K = 1\ndef add_k(x):\n    return x + K\n")
+    cell(shell, "K = 5")
+    assert cell(shell, "%pmap add_k range(3)") == [5, 6, 7]
+
+
+def test_notebook_closures_classes_and_modules_work_in_workers(shell):
+    cell(
+        shell,
+        "import math\n"
+        "class Box:\n"
+        "    def __init__(self, v): self.v = v\n"
+        "    def __repr__(self): return f'Box({self.v})'\n"
+        "def make_scaler(k):\n"
+        "    def scale(x): return math.sqrt(x) * k\n"
+        "    return scale\n"
+        "scaler = make_scaler(10)\n",
+    )
+    assert cell(shell, "%pmap scaler [4, 9]") == [20.0, 30.0]
+    boxes = cell(shell, "boxes = %pmap Box range(3)\nboxes")
+    assert repr(boxes) == "[Box(0), Box(1), Box(2)]"
+    assert cell(shell, "%pmap (lambda b: b.v + 1) boxes") == [1, 2, 3]
+
+
+def _namespace_snapshot(shell):
+    hidden = shell.user_ns_hidden
+    return {
+        name: id(value)
+        for name, value in shell.user_ns.items()
+        if name not in hidden and not name.startswith("_") and name not in ("In", "Out")
+    }
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%pmap nope range(3)", "name 'nope' is not defined"),
+        ("%pmap square 5", "ITERABLE '5' is not iterable"),
+        ("%pmap data range(3)", "FUNC 'data' is not callable"),
+        ("%pmap square", "missing ITERABLE"),
+        ("%pmap", "Usage: %pmap [options] FUNC ITERABLE"),
+        ("%pmap -n 0 square range(3)", "n_jobs=0"),
+        ("%pmap -n abc square range(3)", "invalid int value: 'abc'"),
+        ("%pmap -b nope square range(3)", "expected one of threading, sequential"),
+        ("%pmap -x square range(3)", "unrecognized arguments: -x"),
+        ("%pmap --frobnicate square range(3)", "unrecognized arguments: --frobnicate"),
+        ("%pmap square range(", "cannot read"),
+        ("%pmap square range(3) +", "cannot parse"),
+        ("%pmap pow range(10) [2] * 10", "comma form"),
+        ("%pmap square range('a')", "evaluating \"range('a')\" raised TypeError"),
+        ("%pmap -o 3x square range(3)", "'3x' is not a valid Python name"),
+        ("%pmap --batch-size 0 square range(3)", "batch_size"),
+        ("%pmap --star pow range(2) range(2)", "star=True takes one iterable"),
+        ("%%parmap range(3)\nx = 1\n", "the cell defines no function"),
+        ("%%parmap -f missing range(3)\nx = 1\n", "no function named 'missing'"),
+        ("%%parmap\ndef f(x): return x\n", "missing ITERABLE"),
+        ("%%parmap -n 0 range(3)\ndef f(x): return x\n", "n_jobs=0"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error_and_changes_nothing(shell, square, line, message):
+    cell(shell, "data = [1, 2, 3]")
+    before = _namespace_snapshot(shell)
+    text = usage_error(shell, line)
+    assert message in text
+    assert "\n" not in text
+    assert "_parmap" not in shell.user_ns
+    after = _namespace_snapshot(shell)
+    if line.startswith("%%parmap -f missing"):
+        after.pop("x")  # the cell itself ran and defined x, as a cell does
+    assert after == before
+
+
+def test_empty_iterable_gives_an_empty_list(shell, square):
+    assert cell(shell, "%pmap square []") == []
+    assert shell.user_ns["_parmap"].status == "done"
+
+
+def test_failing_item_raises_the_original_exception(shell):
+    cell(shell, "def inv(x):\n    return 1 / x\n")
+    result = shell.run_cell("%pmap -n 2 --batch-size 1 inv [1, 2, 0, 4]")
+    assert isinstance(result.error_in_exec, ZeroDivisionError)
+    assert "item 2 (0)" in "\n".join(result.error_in_exec.__notes__)
+    assert shell.user_ns["_parmap"].errors[2].item_repr == "0"
+
+
+def test_load_twice_unload_and_reload(shell, square):
+    shell.run_line_magic("load_ext", "parmagic")  # already loaded: harmless
+    assert cell(shell, "%pmap square range(2)") == [0, 1]
+    shell.run_line_magic("unload_ext", "parmagic")
+    assert "pmap" not in shell.magics_manager.magics["line"]
+    assert "parmap" not in shell.magics_manager.magics["cell"]
+    result = shell.run_cell("%pmap square range(2)")
+    assert result.error_in_exec is not None
+    shell.run_line_magic("load_ext", "parmagic")
+    shell.run_line_magic("reload_ext", "parmagic")
+    assert cell(shell, "%pmap square range(2)") == [0, 1]
+    configurables = [c for c in shell.configurables if type(c).__name__ == "ParMagic"]
+    assert len(configurables) == 1
