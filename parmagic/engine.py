@@ -9,7 +9,7 @@ import itertools
 
 from joblib import Parallel, delayed
 
-from . import backends
+from . import backends, tracebacks
 from .errors import ParmagicInputError, describe_item_failure
 from .pool import loky_outcomes, uses_loky_pool
 from .report import ParmapRecord
@@ -55,6 +55,7 @@ def pmap(func, *iterables, n_jobs=None, backend=None, batch_size="auto", star=Fa
     >>> pmap(pow, range(4), [2] * 4, n_jobs=2)
     [0, 1, 4, 9]
     """
+    __tracebackhide__ = True
     record = run(
         func, iterables, n_jobs=n_jobs, backend=backend, batch_size=batch_size, star=star
     )
@@ -79,6 +80,7 @@ def run(
     the record before any item runs, so a caller can publish it and still see
     partial results if the run fails.
     """
+    __tracebackhide__ = True
     func_label, *iterable_labels = labels or _default_labels(len(iterables))
     _check_inputs(func, iterables, star, func_label, iterable_labels)
     settings = check_settings(n_jobs=n_jobs, backend=backend, batch_size=batch_size)
@@ -101,7 +103,7 @@ def run(
         record.finish("done")
         return record
     try:
-        _collect(_outcomes(parallel, func, inputs, batch_size), inputs, record)
+        _collect(_outcomes(parallel, func, inputs, batch_size), func, inputs, record)
     except KeyboardInterrupt:
         record.finish("interrupted")
         raise
@@ -138,17 +140,19 @@ def _parallel_outcomes(parallel, func, calls):
             results.close()
 
 
-def _collect(outcomes, inputs, record):
+def _collect(outcomes, func, inputs, record):
     """Store outcomes in the record; raise the first failure with a note."""
+    __tracebackhide__ = True  # IPython shows the user's frames, not ours
     try:
         for outcome in outcomes:
             item = inputs.finished(outcome.index)
             if not outcome.failed:
                 record.add_result(outcome.index, outcome.value)
                 continue
-            record.add_error(outcome.index, item, outcome.error, outcome.traceback)
             error = outcome.error
-            error.__cause__ = RemoteTraceback(outcome.traceback)
+            text = tracebacks.render(outcome.traceback, error, func)
+            record.add_error(outcome.index, item, error, text)
+            error.__cause__ = RemoteTraceback(text)
             error.add_note(
                 describe_item_failure(
                     outcome.index, item, record.n_finished, inputs.length

@@ -26,6 +26,6 @@ def describe_item_failure(index, item, finished, total):
     of_total = f" of {total}" if total is not None else ""
     return (
         f"parmagic: item {index} ({short_repr(item)}) failed; "
-        f"{finished}{of_total} results had finished and are kept in "
-        "_parmap.results (parmagic.last_run() outside IPython)"
+        f"{finished}{of_total} results had finished and are kept in the "
+        "run record (_parmap.results in IPython)"
     )

@@ -51,6 +51,7 @@ def _usage_errors(method):
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
+        __tracebackhide__ = True
         try:
             return method(*args, **kwargs)
         except ParmagicInputError as exc:
@@ -104,6 +105,7 @@ class ParMagic(Magics):
         contains spaces needs brackets, or use commas throughout:
         ``%pmap pow, range(10), [2] * 10``. Options come first.
         """
+        __tracebackhide__ = True
         options, rest = self._parse_options(self.pmap, line)
         func_src, iterable_srcs = parsing.split_func_and_iterables(rest)
         namespace = self._namespace(local_ns)
@@ -138,6 +140,7 @@ class ParMagic(Magics):
                ...:     time.sleep(0.1)
                ...:     return x * x
         """
+        __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
         iterable_srcs = parsing.split_iterables(rest)
         self._settings(options)  # bad options fail before the cell runs
@@ -197,6 +200,7 @@ class ParMagic(Magics):
         )
 
     def _run(self, options, func, labels, iterables):
+        __tracebackhide__ = True
         user_ns = self.shell.user_ns
         record = engine.run(
             func,

@@ -7,11 +7,13 @@ attribute every error to its item and keep every result that did finish.
 """
 
 import pickle
-import traceback
+
+from .tracebacks import frames_of
 
 
 class Outcome:
-    """What happened to one item: its value, or the exception it raised."""
+    """What happened to one item: its value, or the exception it raised with
+    the frames of its traceback (see ``tracebacks.frames_of``)."""
 
     __slots__ = ("index", "value", "error", "traceback")
 
@@ -56,11 +58,7 @@ def call_item(func, index, args):
     try:
         return Outcome(index, value=func(*args))
     except Exception as exc:
-        # Drop this frame: the user wants to see their own code.
-        tb_text = "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
-        )
-        return Outcome(index, error=_portable(exc), traceback=tb_text)
+        return Outcome(index, error=_portable(exc), traceback=frames_of(exc))
 
 
 class Chunk:

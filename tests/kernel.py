@@ -1,0 +1,67 @@
+"""Driving a real ipykernel through jupyter_client, for the kernel tests."""
+
+import contextlib
+import queue
+
+import psutil
+from jupyter_client.manager import start_new_kernel
+
+
+class Kernel:
+    """A live kernel and what it printed for each executed cell."""
+
+    def __init__(self, manager, client):
+        self.manager = manager
+        self.client = client
+
+    @property
+    def process(self):
+        return psutil.Process(self.manager.provisioner.process.pid)
+
+    def execute(self, code, timeout=60):
+        """Run ``code``; return (reply content, list of (kind, text) outputs)."""
+        outputs = []
+
+        def collect(message):
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                outputs.append((content["name"], content["text"]))
+            elif kind in ("execute_result", "display_data"):
+                outputs.append((kind, content["data"].get("text/plain", "")))
+            elif kind == "error":
+                outputs.append(("error", f"{content['ename']}: {content['evalue']}"))
+
+        reply = self.client.execute_interactive(code, timeout=timeout, output_hook=collect)
+        return reply["content"], outputs
+
+    def text(self, code, timeout=60):
+        """Everything ``code`` showed, as one string; fails on a kernel error."""
+        reply, outputs = self.execute(code, timeout)
+        shown = "".join(text for _, text in outputs)
+        assert reply["status"] == "ok", shown
+        return shown
+
+
+@contextlib.contextmanager
+def running_kernel(startup_timeout=60):
+    """Start a kernel; on exit shut it down and check that every process it
+    started (workers included) is gone."""
+    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=startup_timeout)
+    kernel = Kernel(manager, client)
+    try:
+        yield kernel
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants = kernel.process.children(recursive=True)
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+        _, alive = psutil.wait_procs(descendants, timeout=20)
+        for process in alive:
+            process.kill()
+        assert not alive, f"the kernel left processes running: {alive}"
+
+
+def drain(channel):
+    with contextlib.suppress(queue.Empty):
+        while True:
+            channel.get_msg(timeout=0.1)

@@ -1,0 +1,47 @@
+"""Every notebook in demos/ runs in a real kernel and shows what it promises."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMOS = Path(__file__).resolve().parent.parent / "demos"
+sys.path.insert(0, str(DEMOS))
+import run as demo_runner  # noqa: E402
+
+
+def is_error(output):
+    """An error as the user sees it: a traceback, or a UsageError line."""
+    if output.output_type == "error":
+        return True
+    return output.output_type == "stream" and "Error: " in output.text
+
+
+def shown(cell):
+    return "".join(demo_runner.output_text(output) for output in cell.get("outputs", []))
+
+
+def cell_showing(notebook, source_start):
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell.source.startswith(source_start):
+            return shown(cell)
+    raise AssertionError(f"no cell starts with {source_start!r}")
+
+
+@pytest.mark.parametrize("path", sorted(DEMOS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_demo_runs_without_unexpected_errors(path):
+    notebook = demo_runner.execute(path, timeout=120)
+    for cell in notebook.cells:
+        errors = [o for o in cell.get("outputs", []) if is_error(o)]
+        expected = "raises-exception" in cell.metadata.get("tags", [])
+        assert bool(errors) == expected, (cell.source, errors)
+
+
+def test_quickstart_shows_results_record_and_usage_error():
+    notebook = demo_runner.execute(DEMOS / "quickstart.ipynb", timeout=120)
+    assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in cell_showing(notebook, "def square")
+    assert "[0, 1, 8, 27, 64]" in cell_showing(notebook, "%pmap pow")
+    assert "[0, 1, 4, 9, 16, 25]" in cell_showing(notebook, "%%parmap")
+    record = cell_showing(notebook, "_parmap")
+    assert "slow_square: done" in record and "n_jobs: 2" in record
+    assert "UsageError: ITERABLE '42' is not iterable" in cell_showing(notebook, "%pmap square 42")

@@ -1,0 +1,54 @@
+"""%pmap in a live ipykernel, driven through jupyter_client."""
+
+import re
+
+import pytest
+from kernel import running_kernel
+
+ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    with running_kernel() as live:
+        live.text("%load_ext parmagic")
+        yield live
+
+
+def test_pmap_shows_ordered_results_as_out(kernel):
+    kernel.text("def square(x):\n    return x * x\n")
+    reply, outputs = kernel.execute("%pmap -n 2 square range(10)")
+    assert reply["status"] == "ok"
+    assert outputs == [("execute_result", "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]")]
+
+
+def test_cell_magic_and_out_binding_in_the_kernel(kernel):
+    shown = kernel.text("%%parmap -n 2 -o cubes range(4)\ndef cube(x):\n    return x ** 3\n")
+    assert "[0, 1, 8, 27]" in shown
+    assert kernel.text("print(cubes, cube(5))") == "[0, 1, 8, 27] 125\n"
+
+
+def test_record_is_bound_and_readable(kernel):
+    kernel.text("%pmap -n 2 abs [-1, -2]")
+    shown = kernel.text("_parmap")
+    assert "done" in shown and "2 finished" in shown and "loky" in shown
+
+
+def test_usage_error_is_one_line_and_the_kernel_lives(kernel):
+    reply, outputs = kernel.execute("%pmap -n 0 abs [1]")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "UsageError"
+    assert "n_jobs=0" in reply["evalue"]
+    assert kernel.text("%pmap -n 2 abs [-3]").strip() == "[3]"
+
+
+def test_item_error_names_the_item_and_keeps_results(kernel):
+    kernel.text("def inv(x):\n    return 1 / x\n")
+    reply, _ = kernel.execute("%pmap -n 2 --batch-size 1 inv [1, 2, 0, 4]")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "ZeroDivisionError"
+    traceback = ANSI_COLOURS.sub("", "\n".join(reply["traceback"]))
+    assert "return 1 / x" in traceback
+    assert "item 2 (0)" in traceback
+    shown = kernel.text("print(_parmap.results, list(_parmap.errors))")
+    assert shown.startswith("[1.0, 0.5, <not computed>") and shown.endswith("[2]\n")

@@ -1,0 +1,35 @@
+"""parmagic in the IPython terminal: an .ipy script run by the ipython command."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = """\
+%load_ext parmagic
+def square(x):
+    return x * x
+
+squares = %pmap -n 2 square range(6)
+print("squares:", squares)
+%pmap -n 2 -o pairs pow, range(4), [2] * 4
+print("pairs:", pairs)
+print("record:", _parmap.status, _parmap.backend, _parmap.n_jobs)
+%pmap -n 0 square range(2)
+print("still running after the usage error")
+"""
+
+
+def test_ipy_script_runs_in_the_ipython_terminal(tmp_path):
+    script = tmp_path / "demo.ipy"
+    script.write_text(SCRIPT)
+    ipython = Path(sys.executable).with_name("ipython")
+    done = subprocess.run(
+        [str(ipython), "--no-banner", "--colors=nocolor", str(script)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    output = done.stdout + done.stderr
+    assert "squares: [0, 1, 4, 9, 16, 25]" in output
+    assert "pairs: [0, 1, 4, 9]" in output
+    assert "record: done loky 2" in output
+    assert "UsageError: n_jobs=0 runs nothing" in output
+    assert "Traceback" not in output
