@@ -50,5 +50,7 @@ def test_item_error_names_the_item_and_keeps_results(kernel):
     traceback = ANSI_COLOURS.sub("", "\n".join(reply["traceback"]))
     assert "return 1 / x" in traceback
     assert "item 2 (0)" in traceback
-    shown = kernel.text("print(_parmap.results, list(_parmap.errors))")
-    assert shown.startswith("[1.0, 0.5, <not computed>") and shown.endswith("[2]\n")
+    shown = kernel.text("print(_parmap.results[2], list(_parmap.errors), _parmap.n_finished)")
+    finished = int(shown.split()[-1])
+    assert shown == f"<not computed> [2] {finished}\n"
+    assert f"{finished} of 4 results had finished" in traceback
