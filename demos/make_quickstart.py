@@ -20,6 +20,13 @@ CELLS = [
     ("code", "slow_squares"),
     ("markdown", "Every run leaves its record in `_parmap`."),
     ("code", "_parmap"),
+    ("markdown", "The classic pitfall: a function that changes a global. Each worker "
+     "process changes its own copy, so the change is lost. parmagic says so."),
+    ("code", "A = [0, 0, 0, 0]\n\ndef update_array(i):\n    global A\n    A[i] = i\n\n"
+     "%pmap update_array range(4)"),
+    ("code", "A"),
+    ("markdown", "The fix is to return the value and use the list that comes back."),
+    ("code", "def update_array2(i):\n    return i\n\nA = %pmap update_array2 range(4)\nA"),
     ("markdown", "Mistakes are one-line `UsageError`s; nothing in the namespace changes."),
     ("code", "%pmap square 42"),
 ]

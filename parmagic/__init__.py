@@ -11,6 +11,7 @@ See ``%pmap?`` and ``%%parmap?`` for every option. Without IPython, use
 
 from .engine import pmap, run
 from .errors import ParmagicInputError
+from .mutation import GlobalMutationWarning
 from .report import NOT_COMPUTED, ParmapRecord
 from .shutdown import shutdown_workers
 
@@ -20,6 +21,7 @@ __all__ = [
     "ParmapRecord",
     "NOT_COMPUTED",
     "ParmagicInputError",
+    "GlobalMutationWarning",
     "shutdown_workers",
     "load_ipython_extension",
     "unload_ipython_extension",

@@ -8,15 +8,25 @@ finish, so a failed or interrupted run keeps everything computed so far.
 import itertools
 
 from joblib import Parallel, delayed
+from joblib._parallel_backends import SequentialBackend
 
 from . import backends, tracebacks
 from .errors import ParmagicInputError, describe_item_failure
+from .mutation import MutationCheck
 from .pool import loky_outcomes, uses_loky_pool
 from .report import ParmapRecord
 from .worker import RemoteTraceback, call_item
 
 
-def pmap(func, *iterables, n_jobs=None, backend=None, batch_size="auto", star=False):
+def pmap(
+    func,
+    *iterables,
+    n_jobs=None,
+    backend=None,
+    batch_size="auto",
+    star=False,
+    warn_mutation=True,
+):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
     Several iterables are zipped, as with the builtin ``map``, and the result
@@ -42,6 +52,11 @@ def pmap(func, *iterables, n_jobs=None, backend=None, batch_size="auto", star=Fa
         Items sent to a worker at once.
     star : bool, default False
         Call ``func(*item)`` instead of ``func(item)``.
+    warn_mutation : bool, default True
+        Issue a :class:`parmagic.GlobalMutationWarning` when ``func`` changes
+        global variables: in worker processes such changes are lost, in
+        threads they race. Found from the source before the run and by
+        fingerprinting the globals in the workers.
 
     Returns
     -------
@@ -57,7 +72,13 @@ def pmap(func, *iterables, n_jobs=None, backend=None, batch_size="auto", star=Fa
     """
     __tracebackhide__ = True
     record = run(
-        func, iterables, n_jobs=n_jobs, backend=backend, batch_size=batch_size, star=star
+        func,
+        iterables,
+        n_jobs=n_jobs,
+        backend=backend,
+        batch_size=batch_size,
+        star=star,
+        warn_mutation=warn_mutation,
     )
     return record.results
 
@@ -70,15 +91,19 @@ def run(
     backend=None,
     batch_size="auto",
     star=False,
+    warn_mutation=True,
     labels=None,
+    func_source=None,
     on_start=None,
 ):
     """Run the map and return its :class:`ParmapRecord`.
 
+    ``warn_mutation`` checks for changes to globals (see ``pmap``).
     ``labels`` names the function and each iterable in error messages (the
-    magics pass the expressions the user typed). ``on_start`` is called with
-    the record before any item runs, so a caller can publish it and still see
-    partial results if the run fails.
+    magics pass the expressions the user typed); ``func_source`` is FUNC's
+    source when ``inspect`` cannot find it (a lambda typed in a magic).
+    ``on_start`` is called with the record before any item runs, so a caller
+    can publish it and still see partial results if the run fails.
     """
     __tracebackhide__ = True
     func_label, *iterable_labels = labels or _default_labels(len(iterables))
@@ -98,19 +123,21 @@ def run(
         on_start(record)
 
     inputs = _Inputs(iterables, star)
-    first = inputs.peek()
-    if first is None:  # empty input: no worker is started
+    if inputs.peek() is None:  # empty input: no worker is started
         record.finish("done")
         return record
+    check = MutationCheck(func, _isolation(parallel), func_source, warn_mutation)
+    outcomes = _outcomes(parallel, func, inputs, batch_size, check.active)
+    status = "failed"
     try:
-        _collect(_outcomes(parallel, func, inputs, batch_size), func, inputs, record)
+        _collect(outcomes, func, inputs, record, check)
+        status = "done"
     except KeyboardInterrupt:
-        record.finish("interrupted")
+        status = "interrupted"
         raise
-    except BaseException:
-        record.finish("failed")
-        raise
-    record.finish("done")
+    finally:
+        record.finish(status)
+        check.report(record.func_name, record.results)
     return record
 
 
@@ -123,16 +150,20 @@ def check_settings(*, n_jobs=None, backend=None, batch_size="auto"):
     }
 
 
-def _outcomes(parallel, func, inputs, batch_size):
+def _outcomes(parallel, func, inputs, batch_size, watch_globals):
     """Outcomes from whichever path serves this backend."""
     if uses_loky_pool(parallel):
-        return loky_outcomes(parallel, func, inputs.calls(), batch_size, inputs.length)
-    return _parallel_outcomes(parallel, func, inputs.calls())
+        return loky_outcomes(
+            parallel, func, inputs.calls(), batch_size, inputs.length, watch_globals
+        )
+    return _parallel_outcomes(parallel, func, inputs.calls(), watch_globals)
 
 
-def _parallel_outcomes(parallel, func, calls):
+def _parallel_outcomes(parallel, func, calls, watch_globals):
     """Other backends go through ``joblib.Parallel``, streaming results."""
-    results = parallel(delayed(call_item)(func, index, args) for index, args in calls)
+    results = parallel(
+        delayed(call_item)(func, index, args, watch_globals) for index, args in calls
+    )
     try:
         yield from results
     finally:
@@ -140,11 +171,12 @@ def _parallel_outcomes(parallel, func, calls):
             results.close()
 
 
-def _collect(outcomes, func, inputs, record):
+def _collect(outcomes, func, inputs, record, check):
     """Store outcomes in the record; raise the first failure with a note."""
     __tracebackhide__ = True  # IPython shows the user's frames, not ours
     try:
         for outcome in outcomes:
+            check.observe(outcome)
             item = inputs.finished(outcome.index)
             if not outcome.failed:
                 record.add_result(outcome.index, outcome.value)
@@ -234,6 +266,14 @@ def _check_inputs(func, iterables, star, func_label, iterable_labels):
             "star=True takes one iterable of argument tuples; with several "
             "iterables each item is already passed as separate arguments"
         )
+
+
+def _isolation(parallel):
+    """Where the function runs relative to the notebook's globals."""
+    backend = parallel._backend
+    if isinstance(backend, SequentialBackend) or parallel._effective_n_jobs() == 1:
+        return None
+    return "threads" if getattr(backend, "uses_threads", False) else "processes"
 
 
 def _name_of(func, label):

@@ -11,7 +11,7 @@ from IPython.core.magic import (
     needs_local_scope,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Integer, Unicode, Union
+from traitlets import Bool, Integer, Unicode, Union
 
 from . import engine, parsing
 from .errors import ParmagicInputError
@@ -39,6 +39,9 @@ def _shared_options(magic):
         argument("--batch-size", type=_batch_size, metavar="N", help=(
             "Items sent to a worker at once, or 'auto' (the default: "
             "ParMagic.batch_size).")),
+        argument("--no-warn", action="store_true", help=(
+            "Skip the check for changes to notebook globals, which are lost in "
+            "worker processes (see ParMagic.warn_mutation).")),
     ]
     for option in reversed(options):
         magic = option(magic)
@@ -73,6 +76,9 @@ class ParMagic(Magics):
         "else loky).")).tag(config=True)
     batch_size = Union([Unicode(), Integer()], default_value="auto", help=(
         "Default number of items sent to a worker at once, or 'auto'.")).tag(config=True)
+    warn_mutation = Bool(True, help=(
+        "Warn when the mapped function changes notebook globals (a change lost "
+        "in worker processes, or racing between threads).")).tag(config=True)
 
     @_usage_errors
     @magic_arguments()
@@ -112,7 +118,7 @@ class ParMagic(Magics):
         func = _evaluate(func_src, namespace)
         iterables = [_evaluate(source, namespace) for source in iterable_srcs]
         labels = [f"FUNC {func_src!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
-        return self._run(options, func, labels, iterables)
+        return self._run(options, func, labels, iterables, func_source=func_src)
 
     @_usage_errors
     @magic_arguments()
@@ -199,7 +205,7 @@ class ParMagic(Magics):
             batch_size=_first_set(options.batch_size, self.batch_size),
         )
 
-    def _run(self, options, func, labels, iterables):
+    def _run(self, options, func, labels, iterables, func_source=None):
         __tracebackhide__ = True
         user_ns = self.shell.user_ns
         record = engine.run(
@@ -207,7 +213,9 @@ class ParMagic(Magics):
             iterables,
             **self._settings(options),
             star=options.star,
+            warn_mutation=self.warn_mutation and not options.no_warn,
             labels=labels,
+            func_source=func_source,
             on_start=lambda record: user_ns.__setitem__("_parmap", record),
         )
         if options.out:

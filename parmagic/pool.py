@@ -67,7 +67,7 @@ def _chunks(calls, sizer):
         yield chunk
 
 
-def loky_outcomes(parallel, func, calls, batch_size, n_items):
+def loky_outcomes(parallel, func, calls, batch_size, n_items, watch_globals=False):
     """Yield an ``Outcome`` per item as chunks finish (not in input order).
 
     Stops submitting as soon as the consumer stops iterating; closing the
@@ -93,7 +93,8 @@ def loky_outcomes(parallel, func, calls, batch_size, n_items):
                 chunk = next(chunks, None)
                 if chunk is None:
                     break
-                future = executor.submit(Chunk(func, chunk, use_this_runs_folder))
+                task = Chunk(func, chunk, watch_globals, use_this_runs_folder)
+                future = executor.submit(task)
                 pending[future] = (len(chunk), time.perf_counter())
             if not pending:
                 return

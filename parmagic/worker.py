@@ -8,6 +8,7 @@ attribute every error to its item and keep every result that did finish.
 
 import pickle
 
+from .mutation import GlobalWatch
 from .tracebacks import frames_of
 
 
@@ -15,20 +16,24 @@ class Outcome:
     """What happened to one item: its value, or the exception it raised with
     the frames of its traceback (see ``tracebacks.frames_of``)."""
 
-    __slots__ = ("index", "value", "error", "traceback")
+    __slots__ = ("index", "value", "error", "traceback", "changed_globals")
 
-    def __init__(self, index, value=None, error=None, traceback=None):
+    def __init__(self, index, value=None, error=None, traceback=None, changed_globals=()):
         self.index = index
         self.value = value
         self.error = error
         self.traceback = traceback
+        self.changed_globals = changed_globals
 
     @property
     def failed(self):
         return self.error is not None
 
     def __reduce__(self):
-        return (Outcome, (self.index, self.value, self.error, self.traceback))
+        return (
+            Outcome,
+            (self.index, self.value, self.error, self.traceback, self.changed_globals),
+        )
 
 
 class RemoteTraceback(Exception):
@@ -53,8 +58,10 @@ def _portable(exc):
         return RuntimeError(f"{type(exc).__qualname__}: {exc}")
 
 
-def call_item(func, index, args):
+def call_item(func, index, args, watch_globals=False):
     """Call ``func(*args)`` for item ``index`` and report what happened."""
+    if watch_globals:
+        return _watched(func, [(index, args)])[0]
     try:
         return Outcome(index, value=func(*args))
     except Exception as exc:
@@ -69,12 +76,15 @@ class Chunk:
     temporary folder (what ``joblib.parallel.BatchedCalls`` does for Parallel).
     """
 
-    def __init__(self, func, calls, on_pickle=None):
+    def __init__(self, func, calls, watch_globals=False, on_pickle=None):
         self.func = func
         self.calls = calls  # list of (index, args)
+        self.watch_globals = watch_globals
         self.on_pickle = on_pickle
 
     def __call__(self):
+        if self.watch_globals:
+            return _watched(self.func, self.calls)
         func = self.func
         return [call_item(func, index, args) for index, args in self.calls]
 
@@ -84,4 +94,14 @@ class Chunk:
     def __reduce__(self):
         if self.on_pickle is not None:
             self.on_pickle()
-        return (Chunk, (self.func, self.calls))
+        return (Chunk, (self.func, self.calls, self.watch_globals))
+
+
+def _watched(func, calls):
+    """Run ``calls``, then report the globals they changed on the last outcome
+    (one fingerprint per chunk keeps the check cheap)."""
+    watch = GlobalWatch(func)
+    before = watch.snapshot()
+    outcomes = [call_item(func, index, args) for index, args in calls]
+    outcomes[-1].changed_globals = watch.changed(before)
+    return outcomes

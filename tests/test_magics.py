@@ -111,7 +111,7 @@ def test_config_batch_size_is_used(shell, square):
     assert cell(shell, "%pmap square range(5)") == [0, 1, 4, 9, 16]
 
 
-OPTIONS = ["-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size"]
+OPTIONS = ["-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size", "--no-warn"]
 
 
 @pytest.mark.parametrize("magic, kind", [("pmap", "line"), ("parmap", "cell")])
@@ -221,3 +221,44 @@ def test_load_twice_unload_and_reload(shell, square):
     assert cell(shell, "%pmap square range(2)") == [0, 1]
     configurables = [c for c in shell.configurables if type(c).__name__ == "ParMagic"]
     assert len(configurables) == 1
+
+
+SEED = "A = [0, 0, 0, 0]\ndef update_array(i):\n    global A\n    A[i] = i\n"
+
+
+def _mutation_warnings(shell, source):
+    import warnings
+
+    from parmagic import GlobalMutationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = cell(shell, source)
+    return value, [str(w.message) for w in caught if w.category is GlobalMutationWarning]
+
+
+def test_seed_case_warns_in_the_line_magic(shell):
+    cell(shell, SEED)
+    value, texts = _mutation_warnings(shell, "%pmap -n 2 update_array range(4)")
+    assert value == [None] * 4
+    assert shell.user_ns["A"] == [0, 0, 0, 0]
+    assert len(texts) == 1
+    assert "update_array changes the global A (line 4: A[i] = i)" in texts[0]
+    assert "Every result is None" in texts[0]
+
+
+def test_cell_magic_and_lambdas_are_checked(shell):
+    source = "%%parmap -n 2 range(3)\nLOG = []\ndef record(i):\n    LOG.append(i)\n    return i\n"
+    _, texts = _mutation_warnings(shell, source)
+    assert len(texts) == 1 and "the global LOG" in texts[0]
+    _, texts = _mutation_warnings(shell, "%pmap -n 2 (lambda i: LOG.append(i)) range(3)")
+    assert len(texts) == 1 and "the global LOG" in texts[0]
+
+
+def test_no_warn_and_config_turn_the_check_off(shell):
+    cell(shell, SEED)
+    _, texts = _mutation_warnings(shell, "%pmap -n 2 --no-warn update_array range(4)")
+    assert texts == []
+    cell(shell, "%config ParMagic.warn_mutation = False")
+    _, texts = _mutation_warnings(shell, "%pmap -n 2 update_array range(4)")
+    assert texts == []

@@ -1,0 +1,310 @@
+"""Finding a mapped function's changes to notebook globals.
+
+In a worker process such a change is made to the worker's copy and silently
+lost. Two layers find it:
+
+* ``static_findings`` reads the function's source before the run: assigning a
+  ``global``, item/attribute assignment or ``del`` on a global, augmented
+  assignment, and mutating method calls (``A.append(...)``, ``inplace=True``,
+  ``out=A``).
+* ``GlobalWatch`` runs in the workers: it fingerprints the globals the
+  function (and the notebook functions it calls) refers to, before and after
+  the work, and names those that changed. It catches changes made through
+  helpers that the static pass cannot see.
+"""
+
+import ast
+import inspect
+import warnings
+import pickle
+import textwrap
+import types
+import zlib
+
+from .report import NOT_COMPUTED
+
+MUTATING_METHODS = frozenset(
+    "append extend insert pop remove clear update setdefault popitem add discard "
+    "sort reverse __setitem__ __delitem__ difference_update intersection_update "
+    "symmetric_difference_update fill resize put itemset setflags "
+    "appendleft extendleft popleft rotate".split()
+)
+
+
+class Finding:
+    """One change to a global: its name, the line number and the line."""
+
+    def __init__(self, name, lineno=None, line=""):
+        self.name = name
+        self.lineno = lineno
+        self.line = line
+
+    def __repr__(self):
+        return f"Finding({self.name!r}, {self.lineno}, {self.line!r})"
+
+
+# -- static pass --------------------------------------------------------------
+def static_findings(func, fallback_source=None):
+    """Changes to globals visible in ``func``'s source; ``fallback_source`` is
+    read when ``inspect`` cannot find it (a lambda typed in a magic line)."""
+    node, lines, first_line = _function_node(func, fallback_source)
+    if node is None:
+        return []
+    global_values = getattr(func, "__globals__", {})
+    visitor = _MutationVisitor(_local_names(node), global_values)
+    body = node.body if isinstance(node.body, list) else [node.body]
+    for statement in body:
+        visitor.visit(statement)
+    findings = []
+    for name, lineno in visitor.found:
+        text = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+        findings.append(Finding(name, lineno + first_line - 1, text))
+    return findings
+
+
+def _function_node(func, fallback_source):
+    first_line = 1
+    try:
+        lines, first_line = inspect.getsourcelines(func)
+        source = "".join(lines)
+    except (OSError, TypeError):
+        if fallback_source is None:
+            return None, [], 1
+        source = fallback_source
+    source = textwrap.dedent(source)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        try:  # a lambda cut out of a longer line: retry as an expression
+            tree = ast.parse("(" + source.strip().rstrip(",") + ")")
+        except SyntaxError:
+            return None, [], 1
+    name = getattr(func, "__name__", "")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return node, source.splitlines(), first_line
+        if isinstance(node, ast.Lambda) and name == "<lambda>":
+            return node, source.splitlines(), first_line
+    return None, [], 1
+
+
+def _local_names(function_node):
+    """Names bound inside the function (parameters, assignments, loop and
+    comprehension variables, imports, nested defs), minus ``global`` ones."""
+    declared_global, bound = set(), set()
+    for node in ast.walk(function_node):
+        if isinstance(node, ast.Global):
+            declared_global.update(node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return _Scope(bound - declared_global, declared_global)
+
+
+class _Scope:
+    def __init__(self, local, declared_global):
+        self.local = local
+        self.declared_global = declared_global
+
+
+class _MutationVisitor(ast.NodeVisitor):
+    def __init__(self, scope, global_values):
+        self.scope = scope
+        self.global_values = global_values
+        self.found = []
+
+    def _is_global(self, name):
+        if name in self.scope.declared_global:
+            return True
+        if name in self.scope.local or name not in self.global_values:
+            return False
+        return not isinstance(self.global_values[name], types.ModuleType)
+
+    def _target(self, target, lineno):
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._target(element, lineno)
+            return
+        if isinstance(target, ast.Starred):
+            target = target.value
+        if isinstance(target, ast.Name):
+            if target.id in self.scope.declared_global:
+                self.found.append((target.id, lineno))
+            return
+        base = _base_name(target)
+        if base is not None and self._is_global(base):
+            self.found.append((base, lineno))
+
+    def visit_Assign(self, node):
+        for target in node.targets:
+            self._target(target, node.lineno)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        self._target(node.target, node.lineno)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node):
+        self._target(node.target, node.lineno)
+        self.generic_visit(node)
+
+    def visit_For(self, node):
+        self._target(node.target, node.lineno)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node):
+        for target in node.targets:
+            self._target(target, node.lineno)
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        function = node.func
+        if isinstance(function, ast.Attribute):
+            base = _base_name(function.value)
+            inplace = any(
+                k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            )
+            if base and self._is_global(base) and (function.attr in MUTATING_METHODS or inplace):
+                self.found.append((base, node.lineno))
+        for keyword in node.keywords:
+            if keyword.arg == "out":
+                base = _base_name(keyword.value)
+                if base and self._is_global(base):
+                    self.found.append((base, node.lineno))
+        self.generic_visit(node)
+
+
+def _base_name(node):
+    """``A`` for ``A``, ``A[i]``, ``A.x``, ``A[i].x[j]``; None otherwise."""
+    while isinstance(node, (ast.Subscript, ast.Attribute)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+# -- dynamic pass (runs in the workers) ----------------------------------------
+class GlobalWatch:
+    """Fingerprints of the globals a function refers to, directly or through
+    the notebook functions it calls."""
+
+    def __init__(self, func):
+        self.watched = _referenced_globals(func)
+
+    def snapshot(self):
+        return {key: _fingerprint(holder[key[1]]) for key, holder in self.watched.items()
+                if key[1] in holder}
+
+    def changed(self, before):
+        """Names whose fingerprint differs from ``before``."""
+        after = self.snapshot()
+        return sorted({key[1] for key, fingerprint in before.items()
+                       if after.get(key) != fingerprint})
+
+
+def _referenced_globals(func):
+    watched, seen, stack = {}, set(), [func]
+    while stack:
+        function = stack.pop()
+        code = getattr(function, "__code__", None)
+        if code is None or id(code) in seen:
+            continue
+        seen.add(id(code))
+        holder = function.__globals__
+        for name in _code_names(code):
+            if name not in holder:
+                continue
+            value = holder[name]
+            if inspect.isfunction(value):
+                stack.append(value)
+            elif not isinstance(value, (types.ModuleType, type)) and not callable(value):
+                watched[(id(holder), name)] = holder
+    return watched
+
+
+def _code_names(code):
+    names, stack = set(), [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if inspect.iscode(c))
+    return names
+
+
+def _fingerprint(value):
+    """Cheap content fingerprint; identity when the value cannot be pickled."""
+    try:
+        return (id(value), zlib.crc32(pickle.dumps(value, protocol=5)))
+    except Exception:
+        return (id(value), None)
+
+
+# -- the warning --------------------------------------------------------------
+class GlobalMutationWarning(UserWarning):
+    """A mapped function changes notebook globals: with processes the change
+    is lost, with threads it is shared without synchronisation."""
+
+
+class MutationCheck:
+    """Both passes for one run, and its one warning.
+
+    ``isolation`` is "processes", "threads", or None when the function runs
+    in the notebook's own process and thread (nothing to warn about).
+    """
+
+    def __init__(self, func, isolation, source=None, enabled=True):
+        self.func = func
+        self.isolation = isolation
+        self.active = bool(enabled and isolation)
+        self.findings = static_findings(func, source) if self.active else []
+        self.changed = set()
+
+    def observe(self, outcome):
+        self.changed.update(outcome.changed_globals)
+
+    def report(self, func_name, results):
+        if not self.active:
+            return
+        done = [value for value in results if value is not NOT_COMPUTED]
+        all_none = bool(done) and all(value is None for value in done)
+        code = getattr(self.func, "__code__", None)
+        filename = code.co_filename if code else None
+        warn(func_name, self.findings, self.changed, self.isolation, all_none, filename)
+
+
+def warn(func_name, findings, changed_names, isolation, all_none, filename):
+    """Issue at most one warning for a run. ``isolation`` is "processes" or
+    "threads"; ``findings`` come from the static pass, ``changed_names`` from
+    the workers."""
+    if not findings and not changed_names:
+        return
+    if findings:
+        first = findings[0]
+        names = sorted({f.name for f in findings} | set(changed_names))
+        where = f" (line {first.lineno}: {first.line})" if first.line else ""
+        lineno = first.lineno or 1
+    else:
+        names, where, lineno = sorted(changed_names), " (seen while it ran)", 1
+    listed = ", ".join(names)
+    text = f"{func_name} changes the global {listed}{where}. "
+    if isolation == "threads":
+        text += (
+            "With the threading backend the threads share the notebook's "
+            f"{listed} and change it without synchronisation: updates can race "
+            "and be lost. Returning values and using the result list is safer."
+        )
+    else:
+        text += (
+            "Each worker process changes its own copy, so the change is lost: "
+            f"the notebook's {listed} is unchanged. Return the value instead and "
+            "use the result list (e.g. `return i` and "
+            f"`values = %pmap {func_name} ...`)."
+        )
+    if all_none:
+        text += f" Every result is None: {func_name} returns nothing."
+    # warn_explicit with no registry: shown on every run, still filterable
+    warnings.warn_explicit(text, GlobalMutationWarning, filename or "<parmagic>", lineno)
