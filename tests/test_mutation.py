@@ -171,3 +171,12 @@ def test_warn_mutation_false_and_filterwarnings_silence_it():
         pmap(func, range(3), n_jobs=2)
     assert caught == []
     assert issubclass(GlobalMutationWarning, UserWarning)
+
+
+def test_large_array_globals_are_watched_by_sample():
+    # (worker processes get large arrays as read-only memmaps, so a write
+    # fails there; threads share the real array)
+    source = "BIG = np.zeros(2_000_000)\ndef helper(i):\n    BIG[:] = 1\n\ndef f(i):\n    helper(i)\n    return i\n"
+    func = define(source)
+    _, caught = _one_warning(lambda: pmap(func, range(2), n_jobs=2, backend="threading"))
+    assert len(caught) == 1 and "the global BIG" in str(caught[0].message)
