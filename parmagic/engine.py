@@ -123,7 +123,7 @@ def run(
         on_start(record)
 
     inputs = _Inputs(iterables, star)
-    if inputs.peek() is None:  # empty input: no worker is started
+    if not inputs.has_items():  # empty input: no worker is started
         record.finish("done")
         return record
     check = MutationCheck(func, _isolation(parallel), func_source, warn_mutation)
@@ -209,12 +209,12 @@ class _Inputs:
         self._as_args = _star_args if star or len(iterables) > 1 else _single_arg
         self._peeked = []
 
-    def peek(self):
-        """The first item wrapped in a 1-tuple, or None when there is none."""
+    def has_items(self):
+        """Whether there is at least one item (reads it ahead if needed)."""
         for item in self._iterator:
             self._peeked.append(item)
-            return (item,)
-        return None
+            return True
+        return bool(self._peeked)
 
     def calls(self):
         for item in itertools.chain(self._peeked, self._iterator):

@@ -116,9 +116,9 @@ class ParMagic(Magics):
         func_src, iterable_srcs = parsing.split_func_and_iterables(rest)
         namespace = self._namespace(local_ns)
         func = _evaluate(func_src, namespace)
-        iterables = [_evaluate(source, namespace) for source in iterable_srcs]
-        labels = [f"FUNC {func_src!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
-        return self._run(options, func, labels, iterables, func_source=func_src)
+        return self._run(
+            options, self._settings(options), func, func_src, iterable_srcs, namespace
+        )
 
     @_usage_errors
     @magic_arguments()
@@ -149,7 +149,7 @@ class ParMagic(Magics):
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
         iterable_srcs = parsing.split_iterables(rest)
-        self._settings(options)  # bad options fail before the cell runs
+        settings = self._settings(options)  # bad options fail before the cell runs
         name = options.func or parsing.find_cell_function(self.shell.transform_cell(cell))
         if name is None:
             raise UsageError(
@@ -162,9 +162,7 @@ class ParMagic(Magics):
         namespace = self._namespace(None)
         if name not in namespace:
             raise UsageError(f"-f {name}: no function named {name!r} is defined")
-        iterables = [_evaluate(source, namespace) for source in iterable_srcs]
-        labels = [f"FUNC {name!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
-        return self._run(options, namespace[name], labels, iterables)
+        return self._run(options, settings, namespace[name], name, iterable_srcs, namespace)
 
     def _run_cell(self, cell):
         """Run the cell as a cell (its errors shown as usual), keeping the
@@ -205,17 +203,20 @@ class ParMagic(Magics):
             batch_size=_first_set(options.batch_size, self.batch_size),
         )
 
-    def _run(self, options, func, labels, iterables, func_source=None):
+    def _run(self, options, settings, func, func_src, iterable_srcs, namespace):
+        """Evaluate the ITERABLEs, run the map, bind ``_parmap`` and ``-o``."""
         __tracebackhide__ = True
+        iterables = [_evaluate(source, namespace) for source in iterable_srcs]
+        labels = [f"FUNC {func_src!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
         user_ns = self.shell.user_ns
         record = engine.run(
             func,
             iterables,
-            **self._settings(options),
+            **settings,
             star=options.star,
             warn_mutation=self.warn_mutation and not options.no_warn,
             labels=labels,
-            func_source=func_source,
+            func_source=func_src,
             on_start=lambda record: user_ns.__setitem__("_parmap", record),
         )
         if options.out:

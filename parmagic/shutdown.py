@@ -1,4 +1,4 @@
-"""Stopping the worker pool on request (extension unload, end of a test)."""
+"""Stopping the worker pool on request (e.g. at the end of a test suite)."""
 
 from joblib.externals.loky import reusable_executor
 

@@ -60,8 +60,22 @@ def _portable(exc):
 
 def call_item(func, index, args, watch_globals=False):
     """Call ``func(*args)`` for item ``index`` and report what happened."""
-    if watch_globals:
-        return _watched(func, [(index, args)])[0]
+    return run_calls(func, [(index, args)], watch_globals)[0]
+
+
+def run_calls(func, calls, watch_globals=False):
+    """An ``Outcome`` per ``(index, args)`` call. With ``watch_globals`` the
+    globals are fingerprinted once around all the calls (cheap per chunk) and
+    the names that changed are reported on the last outcome."""
+    watch = GlobalWatch(func) if watch_globals else None
+    before = watch.snapshot() if watch else None
+    outcomes = [_call(func, index, args) for index, args in calls]
+    if watch:
+        outcomes[-1].changed_globals = watch.changed(before)
+    return outcomes
+
+
+def _call(func, index, args):
     try:
         return Outcome(index, value=func(*args))
     except Exception as exc:
@@ -83,25 +97,10 @@ class Chunk:
         self.on_pickle = on_pickle
 
     def __call__(self):
-        if self.watch_globals:
-            return _watched(self.func, self.calls)
-        func = self.func
-        return [call_item(func, index, args) for index, args in self.calls]
-
-    def __len__(self):
-        return len(self.calls)
+        return run_calls(self.func, self.calls, self.watch_globals)
 
     def __reduce__(self):
         if self.on_pickle is not None:
             self.on_pickle()
         return (Chunk, (self.func, self.calls, self.watch_globals))
 
-
-def _watched(func, calls):
-    """Run ``calls``, then report the globals they changed on the last outcome
-    (one fingerprint per chunk keeps the check cheap)."""
-    watch = GlobalWatch(func)
-    before = watch.snapshot()
-    outcomes = [call_item(func, index, args) for index, args in calls]
-    outcomes[-1].changed_globals = watch.changed(before)
-    return outcomes
