@@ -5,17 +5,23 @@ results stream back into a :class:`~parmagic.report.ParmapRecord` as they
 finish, so a failed or interrupted run keeps everything computed so far.
 """
 
-import itertools
+import numbers
 
-from joblib import Parallel, delayed
+from joblib import Parallel
 from joblib._parallel_backends import SequentialBackend
 
-from . import backends, tracebacks
-from .errors import ParmagicInputError, describe_item_failure
+from . import backends
+from .collect import Collector
+from .errors import ParmagicInputError
+from .inputs import Inputs, check_inputs, default_labels
 from .mutation import MutationCheck
-from .pool import loky_outcomes, uses_loky_pool
+from .parallel_run import ParallelRun
+from .pool import LokyRun, uses_loky_pool
+from .progress import ProgressBar
 from .report import ParmapRecord
-from .worker import RemoteTraceback, call_item
+from .worker import CallOptions
+
+ON_ERROR = ("raise", "collect")
 
 
 def pmap(
@@ -25,12 +31,16 @@ def pmap(
     backend=None,
     batch_size="auto",
     star=False,
+    on_error="raise",
+    timeout=None,
+    progress="auto",
     warn_mutation=True,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
     Several iterables are zipped, as with the builtin ``map``, and the result
-    list is in input order whatever order the workers finish in.
+    list is in input order whatever order the workers finish in. What the
+    items print is captured and printed here in item order.
 
     Parameters
     ----------
@@ -52,6 +62,17 @@ def pmap(
         Items sent to a worker at once.
     star : bool, default False
         Call ``func(*item)`` instead of ``func(item)``.
+    on_error : {"raise", "collect"}, default "raise"
+        ``"raise"`` stops at the first failing item and raises its exception
+        (with a note naming the item). ``"collect"`` runs every item, then
+        raises an ``ExceptionGroup`` of the failures.
+    timeout : float, default None
+        Per-item time limit in seconds; an item that runs longer fails with
+        :class:`parmagic.ItemTimeoutError`. In worker processes the item is
+        stopped; a thread cannot be stopped, so there the run ends.
+    progress : "auto", True or False, default "auto"
+        A ``tqdm.auto`` progress bar: "auto" shows it once a run has lasted
+        a second, True at once, False never.
     warn_mutation : bool, default True
         Issue a :class:`parmagic.GlobalMutationWarning` when ``func`` changes
         global variables: in worker processes such changes are lost, in
@@ -78,6 +99,9 @@ def pmap(
         backend=backend,
         batch_size=batch_size,
         star=star,
+        on_error=on_error,
+        timeout=timeout,
+        progress=progress,
         warn_mutation=warn_mutation,
     )
     return record.results
@@ -91,14 +115,16 @@ def run(
     backend=None,
     batch_size="auto",
     star=False,
+    on_error="raise",
+    timeout=None,
+    progress="auto",
     warn_mutation=True,
     labels=None,
     func_source=None,
     on_start=None,
 ):
-    """Run the map and return its :class:`ParmapRecord`.
+    """Run the map and return its :class:`ParmapRecord` (options as ``pmap``).
 
-    ``warn_mutation`` checks for changes to globals (see ``pmap``).
     ``labels`` names the function and each iterable in error messages (the
     magics pass the expressions the user typed); ``func_source`` is FUNC's
     source when ``inspect`` cannot find it (a lambda typed in a magic).
@@ -106,166 +132,76 @@ def run(
     can publish it and still see partial results if the run fails.
     """
     __tracebackhide__ = True
-    func_label, *iterable_labels = labels or _default_labels(len(iterables))
-    _check_inputs(func, iterables, star, func_label, iterable_labels)
-    settings = check_settings(n_jobs=n_jobs, backend=backend, batch_size=batch_size)
-    n_jobs, backend, batch_size = settings["n_jobs"], settings["backend"], settings["batch_size"]
-    parallel = Parallel(
-        n_jobs=n_jobs,
-        backend=backend,
-        batch_size=batch_size,
-        return_as="generator" if backends.streams_results(backend) else "list",
+    func_label, *iterable_labels = labels or default_labels(len(iterables))
+    check_inputs(func, iterables, star, func_label, iterable_labels)
+    settings = check_settings(
+        n_jobs=n_jobs, backend=backend, batch_size=batch_size,
+        on_error=on_error, timeout=timeout, progress=progress,
     )
+    parallel = Parallel(
+        n_jobs=settings["n_jobs"],
+        backend=settings["backend"],
+        batch_size=settings["batch_size"],
+        return_as="generator" if backends.streams_results(settings["backend"]) else "list",
+    )
+    isolation = _isolation(parallel)
     record = ParmapRecord(
         _name_of(func, func_label), _backend_name(parallel), parallel._effective_n_jobs()
     )
     if on_start is not None:
         on_start(record)
 
-    inputs = _Inputs(iterables, star)
+    inputs = Inputs(iterables, star)
     if not inputs.has_items():  # empty input: no worker is started
         record.finish("done")
         return record
-    check = MutationCheck(func, _isolation(parallel), func_source, warn_mutation)
-    outcomes = _outcomes(parallel, func, inputs, batch_size, check.active)
-    status = "failed"
-    try:
-        _collect(outcomes, func, inputs, record, check)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        record.finish(status)
-        check.report(record.func_name, record.results)
+    check = MutationCheck(func, isolation, func_source, warn_mutation)
+    options = CallOptions(check.active, True, settings["timeout"])
+    if uses_loky_pool(parallel):
+        stream = LokyRun(
+            parallel, func, options, settings["batch_size"], inputs.length, func_label
+        )
+    else:
+        if isolation == "threads":  # a worker thread cannot time itself out
+            parallel.timeout = settings["timeout"]
+        stream = ParallelRun(parallel, func, options)
+    bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
+    collector = Collector(
+        record, inputs, func, check, settings["on_error"], bar, isolation != "processes"
+    )
+    collector.run(stream, inputs.calls())
     return record
 
 
-def check_settings(*, n_jobs=None, backend=None, batch_size="auto"):
+def check_settings(
+    *, n_jobs=None, backend=None, batch_size="auto", on_error="raise",
+    timeout=None, progress="auto",
+):
     """Validate run settings before anything runs; return them normalised."""
+    if on_error not in ON_ERROR:
+        raise ParmagicInputError(
+            f"on_error must be 'raise' or 'collect', not {on_error!r}"
+        )
+    if progress not in ("auto", True, False):
+        raise ParmagicInputError(f"progress must be 'auto', True or False, not {progress!r}")
     return {
         "n_jobs": backends.check_n_jobs(n_jobs),
         "backend": backends.check_backend(backend),
         "batch_size": backends.check_batch_size(batch_size),
+        "on_error": on_error,
+        "timeout": _check_timeout(timeout),
+        "progress": progress,
     }
 
 
-def _outcomes(parallel, func, inputs, batch_size, watch_globals):
-    """Outcomes from whichever path serves this backend."""
-    if uses_loky_pool(parallel):
-        return loky_outcomes(
-            parallel, func, inputs.calls(), batch_size, inputs.length, watch_globals
-        )
-    return _parallel_outcomes(parallel, func, inputs.calls(), watch_globals)
-
-
-def _parallel_outcomes(parallel, func, calls, watch_globals):
-    """Other backends go through ``joblib.Parallel``, streaming results."""
-    results = parallel(
-        delayed(call_item)(func, index, args, watch_globals) for index, args in calls
-    )
-    try:
-        yield from results
-    finally:
-        if hasattr(results, "close"):  # a list on backends that cannot stream
-            results.close()
-
-
-def _collect(outcomes, func, inputs, record, check):
-    """Store outcomes in the record; raise the first failure with a note."""
-    __tracebackhide__ = True  # IPython shows the user's frames, not ours
-    try:
-        for outcome in outcomes:
-            check.observe(outcome)
-            item = inputs.finished(outcome.index)
-            if not outcome.failed:
-                record.add_result(outcome.index, outcome.value)
-                continue
-            error = outcome.error
-            text = tracebacks.render(outcome.traceback, error, func)
-            record.add_error(outcome.index, item, error, text)
-            error.__cause__ = RemoteTraceback(text)
-            error.add_note(
-                describe_item_failure(
-                    outcome.index, item, record.n_finished, inputs.length
-                )
-            )
-            raise error
-    finally:
-        outcomes.close()
-        record.expect(inputs.n_read)
-
-
-class _Inputs:
-    """The zipped iterables, read lazily; remembers items still in flight so
-    a failure can show the item's value."""
-
-    def __init__(self, iterables, star):
-        self.length = _common_length(iterables)
-        self.n_read = 0
-        self._in_flight = {}
-        source = iterables[0] if len(iterables) == 1 else zip(*iterables)
-        self._iterator = iter(source)
-        self._as_args = _star_args if star or len(iterables) > 1 else _single_arg
-        self._peeked = []
-
-    def has_items(self):
-        """Whether there is at least one item (reads it ahead if needed)."""
-        for item in self._iterator:
-            self._peeked.append(item)
-            return True
-        return bool(self._peeked)
-
-    def calls(self):
-        for item in itertools.chain(self._peeked, self._iterator):
-            index = self.n_read
-            self.n_read += 1
-            self._in_flight[index] = item
-            yield index, self._as_args(item)
-
-    def finished(self, index):
-        return self._in_flight.pop(index, None)
-
-
-def _star_args(item):
-    return item  # the worker calls func(*item); a non-iterable item fails there
-
-
-def _single_arg(item):
-    return (item,)
-
-
-def _common_length(iterables):
-    try:
-        return min(len(iterable) for iterable in iterables)
-    except TypeError:
+def _check_timeout(timeout):
+    if timeout is None:
         return None
-
-
-def _default_labels(n_iterables):
-    return ["func"] + [f"iterable {i + 1}" for i in range(n_iterables)]
-
-
-def _check_inputs(func, iterables, star, func_label, iterable_labels):
-    if not callable(func):
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
         raise ParmagicInputError(
-            f"{func_label} is not callable (it is {type(func).__name__}); "
-            "the first argument must be the function to map"
+            f"timeout must be a positive number of seconds, not {timeout!r}"
         )
-    if not iterables:
-        raise ParmagicInputError("nothing to map over: give at least one iterable")
-    for iterable, label in zip(iterables, iterable_labels):
-        try:
-            iter(iterable)
-        except TypeError:
-            raise ParmagicInputError(
-                f"{label} is not iterable (it is {type(iterable).__name__})"
-            ) from None
-    if star and len(iterables) > 1:
-        raise ParmagicInputError(
-            "star=True takes one iterable of argument tuples; with several "
-            "iterables each item is already passed as separate arguments"
-        )
+    return float(timeout)
 
 
 def _isolation(parallel):

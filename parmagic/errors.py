@@ -1,5 +1,7 @@
 """Exceptions parmagic raises for the user's mistakes and for failed items."""
 
+import pickle
+
 
 class ParmagicInputError(ValueError):
     """Something the caller passed cannot be mapped (bad option, not callable,
@@ -8,6 +10,32 @@ class ParmagicInputError(ValueError):
     The engine raises it without knowing about IPython; the magics turn it into
     a one-line ``UsageError``.
     """
+
+
+class ItemTimeoutError(TimeoutError):
+    """An item ran longer than the run's per-item time limit (``--timeout``)."""
+
+
+class WorkerCrashError(RuntimeError):
+    """A worker process died (segfault, ``os._exit``, killed for memory)
+    while running items; ``items`` are the indices it may have been running."""
+
+    def __init__(self, message, items=()):
+        super().__init__(message)
+        self.items = tuple(items)
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.items))
+
+
+class ItemExitError(RuntimeError):
+    """An item called ``sys.exit()``; parmagic reports it as a failed item
+    rather than ending a worker (or the kernel)."""
+
+
+class NotPicklableError(pickle.PicklingError):
+    """The function, an item or a result could not be sent between the
+    notebook and a worker process."""
 
 
 def short_repr(value, limit=60):
@@ -21,11 +49,14 @@ def short_repr(value, limit=60):
     return text
 
 
-def describe_item_failure(index, item, finished, total):
-    """The note added to an exception raised by the function for one item."""
+def describe_item_failure(index, item_repr, finished=None, total=None):
+    """The note added to the exception of a failed item: which item, and
+    (when the run stopped there) how many results are kept."""
+    note = f"parmagic: item {index} ({item_repr}) failed"
+    if finished is None:
+        return note
     of_total = f" of {total}" if total is not None else ""
     return (
-        f"parmagic: item {index} ({short_repr(item)}) failed; "
-        f"{finished}{of_total} results had finished and are kept in the "
-        "run record (_parmap.results in IPython)"
+        f"{note}; {finished}{of_total} results had finished and are kept in "
+        "the run record (_parmap.results in IPython)"
     )

@@ -215,7 +215,7 @@ def _referenced_globals(func):
             continue
         seen.add(id(code))
         holder = function.__globals__
-        for name in _code_names(code):
+        for name in code_names(code):
             if name not in holder:
                 continue
             value = holder[name]
@@ -226,7 +226,8 @@ def _referenced_globals(func):
     return watched
 
 
-def _code_names(code):
+def code_names(code):
+    """Global names used by ``code`` and the code nested in it."""
     names, stack = set(), [code]
     while stack:
         current = stack.pop()

@@ -7,19 +7,31 @@ submitted as futures and collected with ``concurrent.futures.wait``, which
 wakes as soon as a result arrives.
 
 The pool is configured through the ``Parallel`` object itself, so it is built
-with exactly the arguments ``Parallel`` would use: the user's own
-``joblib.Parallel`` calls keep reusing the same warm workers, and large numpy
+with exactly the arguments ``Parallel`` would use and the user's own
+``joblib.Parallel`` calls keep reusing the same warm workers. Large numpy
 arrays are memmapped into a temporary folder registered for this run only and
 removed at its end (as ``LokyBackend.configure`` / ``terminate`` do).
+
+Failures a worker cannot report itself are turned into per-item outcomes
+here: a worker process that died (``WorkerCrashError`` for the items in
+flight), an item or function that cannot be pickled (``NotPicklableError``
+naming it), and an item stuck past its time limit in code that ignores
+signals (``ItemTimeoutError``; its worker is stopped).
 """
 
 import math
+import re
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 
+from joblib import executor as joblib_executor
 from joblib._parallel_backends import LokyBackend
+from joblib.externals.loky import reusable_executor
 
-from .worker import Chunk
+from . import pickling
+from .errors import ItemTimeoutError, WorkerCrashError
+from .worker import Chunk, Outcome
 
 # Chunks in flight per worker: enough to keep workers busy while results
 # travel back, small enough that a generator is read only a little ahead.
@@ -28,12 +40,45 @@ _IN_FLIGHT_PER_WORKER = 2
 # back faster than this many seconds, up to _MAX_CHUNK items.
 _TARGET_CHUNK_SECONDS = 0.05
 _MAX_CHUNK = 1024
+# An item that ignores its time limit (stuck in compiled code) is stopped
+# this long after the limit, at the latest.
+_TIMEOUT_GRACE = 2.0
+# How the executor parmagic last configured was set up (see _executor_for).
+_warm = {}
 
 
 def uses_loky_pool(parallel):
     """True when ``parallel`` would run on loky with more than one worker."""
     backend = parallel._backend
     return type(backend) is LokyBackend and parallel._effective_n_jobs() > 1
+
+
+def _executor_for(parallel):
+    """The loky executor for this run and its worker count.
+
+    A warm pool that nothing has reconfigured since parmagic configured it is
+    reused as is, with only this run's memmapping context registered: going
+    through ``get_memmapping_executor`` again would leave an empty temporary
+    folder behind on every call.
+    """
+    backend = parallel._backend
+    n_workers = backend.effective_n_jobs(parallel.n_jobs)
+    key = repr((n_workers, backend._prepare_worker_env(n_jobs=n_workers),
+                backend.backend_kwargs, parallel._backend_kwargs))
+    executor = reusable_executor._executor
+    if (
+        executor is not None
+        and executor is _warm.get("executor")
+        and key == _warm.get("key")
+        and joblib_executor._executor_args is _warm.get("args")
+        and not (executor._flags.broken or executor._flags.shutdown)
+    ):
+        executor._temp_folder_manager.register_new_context(parallel._id)
+        backend._workers, backend.parallel = executor, parallel
+        return executor, n_workers
+    n_workers = parallel._initialize_backend()
+    _warm.update(executor=backend._workers, key=key, args=joblib_executor._executor_args)
+    return backend._workers, n_workers
 
 
 class _ChunkSizer:
@@ -67,47 +112,196 @@ def _chunks(calls, sizer):
         yield chunk
 
 
-def loky_outcomes(parallel, func, calls, batch_size, n_items, watch_globals=False):
-    """Yield an ``Outcome`` per item as chunks finish (not in input order).
+class LokyRun:
+    """One map on the loky pool. Iterating yields lists of ``Outcome`` (one
+    list per finished chunk, not in input order); ``stop`` ends the run.
 
-    Stops submitting as soon as the consumer stops iterating; closing the
-    generator cancels chunks that have not started and frees the run's
-    temporary folder. A ``KeyboardInterrupt`` also kills the busy workers,
-    so the next call starts on a fresh pool instead of queueing behind them.
+    With a time limit, items go one at a time and one per worker, so each
+    is running from the moment it is submitted and a stuck one can be found.
     """
-    n_workers = parallel._initialize_backend()
-    backend = parallel._backend
-    executor = backend._workers
-    folders = executor._temp_folder_manager
-    context_id = parallel._id
 
-    def use_this_runs_folder():
-        folders.set_current_context(context_id)
+    def __init__(self, parallel, func, options, batch_size, n_items, func_label):
+        self.parallel = parallel
+        self.func = func
+        self.options = options
+        self.func_label = func_label
+        self.executor, n_workers = _executor_for(parallel)
+        timed = options.timeout is not None
+        self.max_pending = n_workers * (1 if timed else _IN_FLIGHT_PER_WORKER)
+        self.sizer = _ChunkSizer(1 if timed else batch_size, n_items, n_workers)
+        self.pending = {}  # future -> (chunk, submit time)
+        self.retry = []  # chunks to submit again (see _unsendable, _expire_stuck)
 
-    sizer = _ChunkSizer(batch_size, n_items, n_workers)
-    chunks = _chunks(iter(calls), sizer)
-    pending = {}  # future -> (chunk length, submit time)
-    try:
-        while True:
-            while len(pending) < _IN_FLIGHT_PER_WORKER * n_workers:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                task = Chunk(func, chunk, watch_globals, use_this_runs_folder)
-                future = executor.submit(task)
-                pending[future] = (len(chunk), time.perf_counter())
-            if not pending:
-                return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            now = time.perf_counter()
-            for future in done:
-                size, submitted = pending.pop(future)
-                sizer.observe(size, now - submitted)
-                yield from future.result()
-    except KeyboardInterrupt:
-        executor.terminate(kill_workers=True)
-        raise
-    finally:
-        for future in pending:
+    def outcomes(self, calls):
+        __tracebackhide__ = True
+        chunks = _chunks(iter(calls), self.sizer)
+        try:
+            while True:
+                self._fill(chunks)
+                if not self.pending:
+                    return
+                done, _ = wait(self.pending, self._wait_timeout(), FIRST_COMPLETED)
+                if not done:
+                    yield from self._expire_stuck()
+                for future in done:
+                    if future in self.pending:  # not already settled by a crash
+                        yield from self._settle(future)
+        except KeyboardInterrupt:
+            self._discard_executor()  # busy workers would delay the next call
+            raise
+
+    def stop(self, grace):
+        """Stop submitting, cancel what has not started, give running chunks
+        ``grace`` seconds, stop the workers if some are still busy, and
+        return the outcomes of chunks that finished meanwhile."""
+        self.retry.clear()
+        for future in self.pending:
             future.cancel()
-        backend.terminate()
+        running = [future for future in self.pending if not future.cancelled()]
+        if running and grace:
+            wait(running, grace)
+        finished = [
+            future.result()
+            for future in running
+            if future.done() and future.exception() is None
+        ]
+        if any(not future.done() for future in running):
+            self._discard_executor()
+        self.pending.clear()
+        self.parallel._backend.terminate()  # frees this run's temporary folder
+        return finished
+
+    # -- submitting -----------------------------------------------------------
+    def _fill(self, chunks):
+        while len(self.pending) < self.max_pending:
+            chunk = self.retry.pop() if self.retry else next(chunks, None)
+            if chunk is None:
+                return
+            if self.executor is None:  # the last one crashed or was stopped
+                self.executor, _ = _executor_for(self.parallel)
+            task = Chunk(self.func, chunk, self.options, self._use_this_runs_folder)
+            self.pending[self.executor.submit(task)] = (chunk, time.perf_counter())
+
+    def _use_this_runs_folder(self):
+        self.executor._temp_folder_manager.set_current_context(self.parallel._id)
+
+    def _discard_executor(self):
+        """Kill the workers; the next submission starts a fresh pool."""
+        if self.executor is not None:
+            self.executor.terminate(kill_workers=True)
+            self.executor = self.parallel._backend._workers = None
+
+    # -- collecting -----------------------------------------------------------
+    def _settle(self, future):
+        chunk, submitted = self.pending.pop(future)
+        try:
+            outcomes = future.result()
+        except BrokenProcessPool as exc:
+            yield from self._crashed(exc, chunk)
+            return
+        except Exception as exc:
+            if "Could not pickle the task" in str(exc):
+                yield from self._unsendable(chunk)
+            else:  # e.g. a result that cannot be unpickled here
+                yield [Outcome(index, error=exc, traceback=[]) for index, _ in chunk]
+            return
+        self.sizer.observe(len(chunk), time.perf_counter() - submitted)
+        yield outcomes
+
+    def _crashed(self, exc, chunk):
+        """A worker died: loky fails every chunk in flight, so all of them
+        are reported, with what the exit code says about the cause."""
+        lost = [chunk]
+        others = list(self.pending)
+        wait(others, 5)
+        for future in others:
+            other_chunk, _ = self.pending.pop(future)
+            if future.done() and future.exception() is None:
+                yield future.result()
+            else:
+                lost.append(other_chunk)
+        self._discard_executor()
+        items = [index for lost_chunk in lost for index, _ in lost_chunk]
+        message = _crash_message(exc, items)
+        yield [Outcome(index, error=WorkerCrashError(message, items), traceback=[])
+               for index in items]
+
+    def _unsendable(self, chunk):
+        """The chunk could not be pickled: name the culprit. An unpicklable
+        function ends the run; unpicklable items fail, the rest go again."""
+        __tracebackhide__ = True
+        error = pickling.function_error(self.func, self.func_label)
+        if error is not None:
+            raise error from None
+        failed, sendable = [], []
+        for index, args in chunk:
+            error = pickling.item_error(index, args[0] if len(args) == 1 else args, args)
+            if error is None:
+                sendable.append((index, args))
+            else:
+                failed.append(Outcome(index, error=error, traceback=[]))
+        if not failed:  # only the combination fails: report the whole chunk
+            error = pickling.item_error(chunk[0][0], [a for _, a in chunk], chunk)
+            failed = [Outcome(index, error=error, traceback=[]) for index, _ in chunk]
+            sendable = []
+        if sendable:
+            self.retry.append(sendable)
+        yield failed
+
+    def _wait_timeout(self):
+        if self.options.timeout is None:
+            return None
+        oldest = min(submitted for _, submitted in self.pending.values())
+        return max(0.0, oldest + self._hard_limit() - time.perf_counter())
+
+    def _hard_limit(self):
+        return self.options.timeout + max(_TIMEOUT_GRACE, self.options.timeout)
+
+    def _expire_stuck(self):
+        """Items past their limit that did not stop (busy in compiled code):
+        stop the workers, fail those items, run the others again."""
+        now = time.perf_counter()
+        stuck = [
+            future for future, (_, submitted) in self.pending.items()
+            if not future.done() and now - submitted >= self._hard_limit()
+        ]
+        if not stuck:
+            return
+        stuck_items = [index for future in stuck for index, _ in self.pending.pop(future)[0]]
+        for future in list(self.pending):
+            if future.done():
+                yield from self._settle(future)
+            else:
+                self.retry.append(self.pending.pop(future)[0])
+        self._discard_executor()
+        message = (
+            f"the item ran longer than its {self.options.timeout:g} s time limit "
+            "and did not stop when told to (busy in compiled code?), so its "
+            "worker process was stopped"
+        )
+        yield [Outcome(index, error=ItemTimeoutError(message), traceback=[])
+               for index in stuck_items]
+
+
+_SIGNAL_MEANINGS = {
+    "SIGSEGV": "a segmentation fault",
+    "SIGBUS": "a bus error",
+    "SIGABRT": "an abort",
+    "SIGKILL": "killed, often by the system for using too much memory",
+}
+
+
+def _crash_message(exc, items):
+    match = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
+    codes = match.group(1) if match else "unknown exit code"
+    meanings = [text for name, text in _SIGNAL_MEANINGS.items() if name in codes]
+    cause = f"{codes}: {', '.join(meanings)}" if meanings else codes
+    shown = ", ".join(map(str, items[:10]))
+    if len(items) > 10:
+        shown += f" and {len(items) - 10} more"
+    which = "item" if len(items) == 1 else "items"
+    return (
+        f"a worker process died ({cause}) while running {which} {shown}"
+        f"{'' if len(items) == 1 else '; one of them made it crash'}. "
+        "The notebook is fine and the next run starts fresh workers."
+    )

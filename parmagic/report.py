@@ -7,7 +7,11 @@ before an error or an interrupt is still there afterwards.
 import html
 import time
 
+from .capture import joined
 from .errors import short_repr
+
+# Failures listed in the record's repr.
+_ERRORS_SHOWN = 3
 
 
 class _NotComputed:
@@ -40,6 +44,10 @@ class ItemError:
         self.exception = exception
         self.traceback = traceback_text
 
+    @property
+    def summary(self):
+        return f"{type(self.exception).__name__}: {self.exception}"
+
     def __repr__(self):
         return (
             f"ItemError(index={self.index}, item={self.item_repr}, "
@@ -57,12 +65,16 @@ class ParmapRecord:
         finish hold ``parmagic.NOT_COMPUTED``.
     errors : dict
         Item index -> :class:`ItemError`.
+    outputs : list of str
+        What each item printed (stdout and stderr), "" for silent items.
     func_name, backend, n_jobs : str, str, int
         What was mapped, and where.
     status : str
         ``"running"``, ``"done"``, ``"failed"`` or ``"interrupted"``.
     wall_time : float or None
         Seconds from start to end of the run (None while running).
+    cpu_time : float
+        Worker CPU seconds summed over the items that reported back.
     n_finished : int
         How many items have a result.
     """
@@ -75,7 +87,9 @@ class ParmapRecord:
         self.errors = {}
         self.status = "running"
         self.wall_time = None
+        self.cpu_time = 0.0
         self.n_finished = 0
+        self._output_parts = {}
         self._started = time.perf_counter()
 
     # -- filled by the engine -------------------------------------------------
@@ -94,33 +108,81 @@ class ParmapRecord:
         self.expect(index + 1)
         self.errors[index] = ItemError(index, short_repr(item), exception, traceback_text)
 
+    def add_output(self, index, parts):
+        self._output_parts[index] = parts
+
+    def is_finished(self, index):
+        """Whether item ``index`` has a result or an error."""
+        return index in self.errors or (
+            index < len(self.results) and self.results[index] is not NOT_COMPUTED
+        )
+
     def finish(self, status):
         self.status = status
         self.wall_time = time.perf_counter() - self._started
 
     # -- read by the user -----------------------------------------------------
-    def _summary_lines(self):
+    @property
+    def outputs(self):
+        return [joined(self._output_parts.get(i)) for i in range(len(self.results))]
+
+    def _facts(self):
+        """(label, text) pairs shared by the text and HTML reprs."""
         wall = "running" if self.wall_time is None else f"{self.wall_time:.3f} s"
-        lines = [
-            f"parmap run of {self.func_name}: {self.status}",
-            f"  items: {len(self.results)} read, {self.n_finished} finished, "
-            f"{len(self.errors)} failed",
-            f"  backend: {self.backend}, n_jobs: {self.n_jobs}, wall time: {wall}",
+        n_printed = len(self._output_parts)
+        return [
+            ("items", f"{len(self.results)} read, {self.n_finished} finished, "
+                      f"{len(self.errors)} failed"),
+            ("where", f"{self.backend} backend, n_jobs={self.n_jobs}"),
+            ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
+            ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "
+                       "something (see .outputs)"),
         ]
-        for error in list(self.errors.values())[:3]:
-            lines.append(
-                f"  item {error.index} ({error.item_repr}): "
-                f"{type(error.exception).__name__}: {error.exception}"
-            )
-        return lines
+
+    def _first_errors(self):
+        errors = sorted(self.errors.values(), key=lambda error: error.index)
+        return errors[:_ERRORS_SHOWN], max(0, len(errors) - _ERRORS_SHOWN)
 
     def __repr__(self):
-        return "\n".join(self._summary_lines())
+        lines = [f"parmap run of {self.func_name}: {self.status}"]
+        lines += [f"  {label}: {text}" for label, text in self._facts()]
+        shown, more = self._first_errors()
+        lines += [f"  item {e.index} ({e.item_repr}): {e.summary}" for e in shown]
+        if more:
+            lines.append(f"  ... and {more} more failed items in .errors")
+        return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle):
         printer.text("ParmapRecord(...)" if cycle else repr(self))
 
     def _repr_html_(self):
-        head, *rest = self._summary_lines()
-        rows = "".join(f"<li>{html.escape(line.strip())}</li>" for line in rest)
-        return f"<div><b>{html.escape(head)}</b><ul>{rows}</ul></div>"
+        colour = _STATUS_COLOURS.get(self.status, "#666")
+        rows = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>{label}</th>"
+            f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
+            for label, text in self._facts()
+        )
+        shown, more = self._first_errors()
+        errors = "".join(
+            f"<li><code>item {e.index} ({html.escape(e.item_repr)})</code>: "
+            f"{html.escape(e.summary)}</li>"
+            for e in shown
+        )
+        if more:
+            errors += f"<li>... and {more} more in <code>.errors</code></li>"
+        return (
+            f"<div><b>parmap run of <code>{html.escape(self.func_name)}</code></b> "
+            f"<span style='color:white;background:{colour};padding:0 .4em;"
+            f"border-radius:3px'>{self.status}</span>"
+            f"<table>{rows}</table>"
+            + (f"<b>failed items</b><ul>{errors}</ul>" if errors else "")
+            + "</div>"
+        )
+
+
+_STATUS_COLOURS = {
+    "done": "#2e7d32",
+    "failed": "#c62828",
+    "interrupted": "#ef6c00",
+    "running": "#1565c0",
+}

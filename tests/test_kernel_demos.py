@@ -43,7 +43,7 @@ def test_quickstart_shows_results_record_and_usage_error():
     assert "[0, 1, 8, 27, 64]" in cell_showing(notebook, "%pmap pow")
     assert "[0, 1, 4, 9, 16, 25]" in cell_showing(notebook, "%%parmap")
     record = cell_showing(notebook, "_parmap")
-    assert "slow_square: done" in record and "n_jobs: 2" in record
+    assert "slow_square: done" in record and "n_jobs=2" in record
     assert "UsageError: ITERABLE '42' is not iterable" in cell_showing(notebook, "%pmap square 42")
     seed = cell_showing(notebook, "A = [0, 0, 0, 0]")
     assert "[None, None, None, None]" in seed

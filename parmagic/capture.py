@@ -1,0 +1,101 @@
+"""Capturing what each item prints, wherever it runs.
+
+``sys.stdout`` and ``sys.stderr`` are replaced by routers that send text to
+the item running in the current thread, if any, and otherwise to the stream
+they replaced. Per-thread routing is what lets the threading backend capture
+items separately; in a worker process it costs one attribute lookup.
+
+Only Python-level writes are captured: output written straight to file
+descriptor 1 or 2 (C extensions, ``os.system``) goes where it always went.
+"""
+
+import contextlib
+import sys
+import threading
+
+_local = threading.local()
+_install_lock = threading.RLock()
+_routing_runs = 0  # runs in this process whose items run in its threads
+
+
+class _Router:
+    """Stands in for ``sys.stdout``/``sys.stderr``: writes go to the current
+    thread's capture, else to the original stream."""
+
+    def __init__(self, name, original):
+        self.name = name
+        self.original = original
+
+    def write(self, text):
+        parts = getattr(_local, "parts", None)
+        if parts is None:
+            return self.original.write(text)
+        parts.append((self.name, text))
+        return len(text)
+
+    def flush(self):
+        if getattr(_local, "parts", None) is None:
+            self.original.flush()
+
+    def __getattr__(self, name):  # encoding, fileno, isatty, ...
+        return getattr(self.original, name)
+
+
+def install():
+    """Put the routers in place (idempotent, thread-safe)."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if not isinstance(stream, _Router):
+                setattr(sys, name, _Router(name, stream))
+
+
+def uninstall():
+    """Restore the original streams where our routers are still in place."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if isinstance(stream, _Router):
+                setattr(sys, name, stream.original)
+
+
+@contextlib.contextmanager
+def routing():
+    """Keep the routers in place while items run in this process's threads
+    (nested runs included); restore the original streams afterwards."""
+    global _routing_runs
+    with _install_lock:
+        _routing_runs += 1
+    install()
+    try:
+        yield
+    finally:
+        with _install_lock:
+            _routing_runs -= 1
+            if _routing_runs == 0:
+                uninstall()
+
+
+@contextlib.contextmanager
+def capturing():
+    """Collect this thread's writes as a list of ``(stream name, text)``."""
+    install()
+    outer = getattr(_local, "parts", None)
+    parts = _local.parts = []
+    try:
+        yield parts
+    finally:
+        _local.parts = outer
+
+
+def joined(parts):
+    """The captured text as the user would have seen it."""
+    return "".join(text for _, text in parts) if parts else ""
+
+
+def replay(parts):
+    """Write captured parts to the current ``sys.stdout``/``sys.stderr``."""
+    for name, text in parts:
+        getattr(sys, name).write(text)
+    for name in {name for name, _ in parts}:
+        getattr(sys, name).flush()

@@ -1,0 +1,157 @@
+"""Turning the workers' outcomes into the run record, the user's output and
+the exception the user sees.
+
+Outcomes arrive in any order. Results go into the record at once; captured
+output is printed in item order as soon as every earlier item is done; the
+first failure stops the run (``on_error="raise"``) or all failures are
+raised together at the end (``"collect"``).
+"""
+
+import contextlib
+
+from . import capture, tracebacks
+from .errors import describe_item_failure, short_repr
+from .worker import RemoteTraceback
+
+# Seconds that items already running get to finish when a run stops early,
+# so their results are kept; workers still busy after that are stopped.
+STOP_GRACE = 0.25
+# Failures shown in the ExceptionGroup of an on_error="collect" run.
+GROUP_SHOWN = 3
+
+
+class Collector:
+    """Consumes one run's outcome stream into ``record``."""
+
+    def __init__(self, record, inputs, func, check, on_error, bar, items_run_here):
+        self.record = record
+        self.inputs = inputs
+        self.func = func
+        self.check = check
+        self.on_error = on_error
+        self.bar = bar
+        self.items_run_here = items_run_here  # threads of this process
+        self.output = OrderedOutput(bar.print)
+
+    def run(self, stream, calls):
+        """Run the stream to the end; raise as ``on_error`` says."""
+        __tracebackhide__ = True
+        status = "failed"
+        try:
+            with capture.routing() if self.items_run_here else contextlib.nullcontext():
+                first = self._consume(stream, calls)
+            if first is not None:
+                raise first
+            if self.record.errors:
+                raise self._group()
+            status = "done"
+        except KeyboardInterrupt as interrupt:
+            status = "interrupted"
+            self._stop(stream, grace=0)
+            interrupt.add_note(
+                f"parmagic: interrupted; {self._finished_text()} and are kept in "
+                "the run record (_parmap.results in IPython). Busy workers were stopped."
+            )
+            raise
+        finally:
+            self._stop(stream, grace=0)
+            self.output.flush_all()
+            self.bar.close()
+            self.record.finish(status)
+            self.check.report(self.record.func_name, self.record.results)
+
+    def _consume(self, stream, calls):
+        """Store outcomes; in "raise" mode return the first failure, with its
+        note, once the items already running have had a moment to finish."""
+        for batch in stream.outcomes(calls):
+            failure = self._store(batch)
+            if failure is not None and self.on_error == "raise":
+                self._stop(stream, grace=STOP_GRACE)
+                index, item, error = failure
+                error.add_note(describe_item_failure(
+                    index, short_repr(item), self.record.n_finished, self.inputs.length))
+                return error
+        return None
+
+    def _stop(self, stream, grace):
+        for batch in stream.stop(grace):
+            self._store(batch)
+
+    def _store(self, batch):
+        """Record a list of outcomes; return (index, item, error) of the
+        first failure among them, if any."""
+        record, inputs = self.record, self.inputs
+        last = batch[-1]  # carries the chunk's CPU time and changed globals
+        self.check.observe(last)
+        record.cpu_time += last.cpu_time
+        failure = None
+        for outcome in batch:
+            item = inputs.finished(outcome.index)
+            if outcome.output:
+                record.add_output(outcome.index, outcome.output)
+                self.output.add(outcome.index, outcome.output)
+            if outcome.error is None:
+                record.add_result(outcome.index, outcome.value)
+            elif failure is None:
+                failure = (outcome.index, item, self._item_error(outcome, item))
+            else:
+                self._item_error(outcome, item)
+        self.bar.update(len(batch))
+        self.output.flush_ready(record)
+        return failure
+
+    def _item_error(self, outcome, item):
+        error = outcome.error
+        text = tracebacks.render(outcome.traceback, error, self.func)
+        self.record.add_error(outcome.index, item, error, text)
+        if outcome.traceback:  # parmagic's own errors say all in their message
+            error.__cause__ = RemoteTraceback(text)
+        return error
+
+    def _group(self):
+        errors = sorted(self.record.errors.values(), key=lambda error: error.index)
+        shown = errors[:GROUP_SHOWN]
+        for error in shown:
+            error.exception.add_note(describe_item_failure(error.index, error.item_repr))
+        message = (
+            f"{len(errors)} of {len(self.record.results)} items failed; "
+            f"{self._finished_text()} and are kept in the run record "
+            "(_parmap.results in IPython)"
+        )
+        if len(errors) > len(shown):
+            message += (
+                f"; the first {len(shown)} failures are shown, and "
+                f"{len(errors) - len(shown)} more are in _parmap.errors"
+            )
+        return ExceptionGroup(message, [error.exception for error in shown])
+
+    def _finished_text(self):
+        total = self.inputs.length
+        of_total = f" of {total}" if total is not None else ""
+        return f"{self.record.n_finished}{of_total} results finished"
+
+
+class OrderedOutput:
+    """Prints each item's captured output in item order: an item's output
+    waits until every earlier item is done, so nothing interleaves."""
+
+    def __init__(self, write):
+        self.write = write
+        self.waiting = {}  # index -> parts
+        self.next_index = 0
+
+    def add(self, index, parts):
+        self.waiting[index] = parts
+
+    def flush_ready(self, record):
+        while self.waiting:
+            if self.next_index in self.waiting:
+                self.write(self.waiting.pop(self.next_index))
+            elif not record.is_finished(self.next_index):
+                return
+            self.next_index += 1
+
+    def flush_all(self):
+        """At the end of the run: what is left, still in item order."""
+        for index in sorted(self.waiting):
+            self.write(self.waiting.pop(index))

@@ -1,0 +1,48 @@
+"""Backends other than the loky fast path, through ``joblib.Parallel``.
+
+Results stream back in input order (``return_as="generator"``), except on
+joblib's multiprocessing backend, which cannot stream and returns a list at
+the end.
+"""
+
+from joblib import delayed
+
+from .errors import ItemTimeoutError
+from .worker import Outcome, call_item
+
+
+class ParallelRun:
+    """One map through ``parallel``. Iterating yields lists of one
+    ``Outcome`` each, in input order; ``stop`` ends the run."""
+
+    def __init__(self, parallel, func, options):
+        self.parallel = parallel
+        self.func = func
+        self.options = options
+        self._results = None
+
+    def outcomes(self, calls):
+        __tracebackhide__ = True
+        func, options = self.func, self.options
+        self._results = self.parallel(
+            delayed(call_item)(func, index, args, options) for index, args in calls
+        )
+        received = 0
+        try:
+            for outcome in self._results:
+                received += 1
+                yield [outcome]
+        except TimeoutError:
+            # Only threads are timed from here (see engine): joblib gave up
+            # waiting for the next item in order, which cannot be stopped.
+            yield [Outcome(received, error=ItemTimeoutError(
+                f"the item ran longer than its {self.parallel.timeout:g} s time "
+                "limit; a thread cannot be stopped, so it goes on in the "
+                "background until it returns, and the run ended there"
+            ), traceback=[])]
+
+    def stop(self, grace):
+        """Close joblib's generator, which cancels what has not started."""
+        if hasattr(self._results, "close"):  # a list on backends that cannot stream
+            self._results.close()
+        return []
