@@ -11,7 +11,7 @@ from IPython.core.magic import (
     needs_local_scope,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Integer, Unicode, Union
+from traitlets import Bool, Enum, Float, Integer, Unicode, Union
 
 from . import engine, parsing
 from .errors import ParmagicInputError
@@ -39,6 +39,19 @@ def _shared_options(magic):
         argument("--batch-size", type=_batch_size, metavar="N", help=(
             "Items sent to a worker at once, or 'auto' (the default: "
             "ParMagic.batch_size).")),
+        argument("--timeout", type=float, metavar="S", help=(
+            "Per-item time limit in seconds: an item that runs longer fails "
+            "with ItemTimeoutError naming it. Default: ParMagic.timeout (none).")),
+        argument("--on-error", choices=("raise", "collect"), help=(
+            "raise: stop at the first failing item (the default, "
+            "ParMagic.on_error). collect: run every item, then raise an "
+            "ExceptionGroup of all failures.")),
+        argument("--progress", dest="progress", action="store_const", const=True,
+                 help="Show a progress bar from the start."),
+        argument("--no-progress", dest="progress", action="store_const", const=False,
+                 help=(
+            "Never show a progress bar. Default: shown once a run has lasted "
+            "a second (ParMagic.progress = False turns it off).")),
         argument("--no-warn", action="store_true", help=(
             "Skip the check for changes to notebook globals, which are lost in "
             "worker processes (see ParMagic.warn_mutation).")),
@@ -76,6 +89,14 @@ class ParMagic(Magics):
         "else loky).")).tag(config=True)
     batch_size = Union([Unicode(), Integer()], default_value="auto", help=(
         "Default number of items sent to a worker at once, or 'auto'.")).tag(config=True)
+    timeout = Float(None, allow_none=True, help=(
+        "Default per-item time limit in seconds (None: no limit).")).tag(config=True)
+    on_error = Enum(("raise", "collect"), default_value="raise", help=(
+        "Default for --on-error: 'raise' stops at the first failing item, "
+        "'collect' runs every item and raises all failures together.")).tag(config=True)
+    progress = Bool(True, help=(
+        "Show a progress bar once a run has lasted a second "
+        "(False: never).")).tag(config=True)
     warn_mutation = Bool(True, help=(
         "Warn when the mapped function changes notebook globals (a change lost "
         "in worker processes, or racing between threads).")).tag(config=True)
@@ -106,10 +127,18 @@ class ParMagic(Magics):
             In [6]: %pmap pow range(10) [2]*10
             In [7]: %pmap -n 4 -b threading fetch urls
             In [8]: %pmap -o out --star pow [(2, 3), (4, 5)]
+            In [9]: %pmap --timeout 30 --on-error collect fit params
+            In [10]: %pmap --no-progress --batch-size 100 square range(10_000)
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
         ``%pmap pow, range(10), [2] * 10``. Options come first.
+
+        What the items print is shown in item order, and kept per item in
+        ``_parmap.outputs``. A failing item raises its own exception, with a
+        note naming the item; the results that finished stay in
+        ``_parmap.results``. ``--no-warn`` skips the check for changes to
+        notebook globals (lost in worker processes).
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.pmap, line)
@@ -145,6 +174,14 @@ class ParMagic(Magics):
                ...: def slow_square(x):
                ...:     time.sleep(0.1)
                ...:     return x * x
+
+            In [2]: %%parmap -f fetch --timeout 10 --on-error collect urls
+               ...: def fetch(url):
+               ...:     return requests.get(url).status_code
+
+        The options are those of ``%pmap`` (see ``%pmap?``): -n, -b, -o,
+        --star, --batch-size, --timeout, --on-error, --progress,
+        --no-progress and --no-warn.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -201,6 +238,9 @@ class ParMagic(Magics):
             n_jobs=_first_set(options.n_jobs, self.n_jobs),
             backend=_first_set(options.backend, self.backend),
             batch_size=_first_set(options.batch_size, self.batch_size),
+            on_error=_first_set(options.on_error, self.on_error),
+            timeout=_first_set(options.timeout, self.timeout),
+            progress=_first_set(options.progress, "auto" if self.progress else False),
         )
 
     def _run(self, options, settings, func, func_src, iterable_srcs, namespace):

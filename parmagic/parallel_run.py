@@ -5,6 +5,8 @@ joblib's multiprocessing backend, which cannot stream and returns a list at
 the end.
 """
 
+import multiprocessing
+
 from joblib import delayed
 
 from .errors import ItemTimeoutError
@@ -32,7 +34,7 @@ class ParallelRun:
             for outcome in self._results:
                 received += 1
                 yield [outcome]
-        except TimeoutError:
+        except (TimeoutError, multiprocessing.TimeoutError):  # the latter from ThreadPool
             # Only threads are timed from here (see engine): joblib gave up
             # waiting for the next item in order, which cannot be stopped.
             yield [Outcome(received, error=ItemTimeoutError(

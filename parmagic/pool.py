@@ -221,7 +221,7 @@ class LokyRun:
             else:
                 lost.append(other_chunk)
         self._discard_executor()
-        items = [index for lost_chunk in lost for index, _ in lost_chunk]
+        items = sorted(index for lost_chunk in lost for index, _ in lost_chunk)
         message = _crash_message(exc, items)
         yield [Outcome(index, error=WorkerCrashError(message, items), traceback=[])
                for index in items]

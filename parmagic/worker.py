@@ -63,7 +63,8 @@ class Outcome:
                 value, packed = cloudpickle.dumps(value), True
             except Exception as exc:
                 value, error = None, _result_not_picklable(value, exc)
-        return (_rebuild, (self.index, value, packed, error, self.traceback,
+        traceback = self.traceback if error is self.error else []
+        return (_rebuild, (self.index, value, packed, error, traceback,
                            self.output, self.cpu_time, self.changed_globals))
 
 
