@@ -10,7 +10,13 @@ See ``%pmap?`` and ``%%parmap?`` for every option. Without IPython, use
 """
 
 from .engine import pmap, run
-from .errors import ParmagicInputError
+from .errors import (
+    ItemExitError,
+    ItemTimeoutError,
+    NotPicklableError,
+    ParmagicInputError,
+    WorkerCrashError,
+)
 from .mutation import GlobalMutationWarning
 from .report import NOT_COMPUTED, ParmapRecord
 from .shutdown import shutdown_workers
@@ -21,6 +27,10 @@ __all__ = [
     "ParmapRecord",
     "NOT_COMPUTED",
     "ParmagicInputError",
+    "ItemTimeoutError",
+    "WorkerCrashError",
+    "ItemExitError",
+    "NotPicklableError",
     "GlobalMutationWarning",
     "shutdown_workers",
     "load_ipython_extension",

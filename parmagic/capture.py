@@ -16,6 +16,7 @@ import threading
 _local = threading.local()
 _install_lock = threading.RLock()
 _routing_runs = 0  # runs in this process whose items run in its threads
+_restore_after = False  # whether the first of them installed the routers
 
 
 class _Router:
@@ -43,6 +44,8 @@ class _Router:
 
 def install():
     """Put the routers in place (idempotent, thread-safe)."""
+    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
+        return
     with _install_lock:
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
@@ -62,30 +65,35 @@ def uninstall():
 @contextlib.contextmanager
 def routing():
     """Keep the routers in place while items run in this process's threads
-    (nested runs included); restore the original streams afterwards."""
-    global _routing_runs
+    (nested runs included). Streams that were not routed before the first
+    such run are restored after the last."""
+    global _routing_runs, _restore_after
     with _install_lock:
+        if _routing_runs == 0:
+            _restore_after = not isinstance(sys.stdout, _Router)
         _routing_runs += 1
-    install()
+        install()
     try:
         yield
     finally:
         with _install_lock:
             _routing_runs -= 1
-            if _routing_runs == 0:
+            if _routing_runs == 0 and _restore_after:
                 uninstall()
 
 
-@contextlib.contextmanager
-def capturing():
-    """Collect this thread's writes as a list of ``(stream name, text)``."""
-    install()
-    outer = getattr(_local, "parts", None)
-    parts = _local.parts = []
-    try:
-        yield parts
-    finally:
-        _local.parts = outer
+def start_capture():
+    """Collect this thread's writes until ``stop_capture``; returns a token
+    whose second element is the list of ``(stream name, text)`` parts.
+    (Two plain calls rather than a context manager: this runs per item.)"""
+    parts = []
+    token = (getattr(_local, "parts", None), parts)
+    _local.parts = parts
+    return token
+
+
+def stop_capture(token):
+    _local.parts = token[0]
 
 
 def joined(parts):

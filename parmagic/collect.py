@@ -10,7 +10,7 @@ raised together at the end (``"collect"``).
 import contextlib
 
 from . import capture, tracebacks
-from .errors import describe_item_failure, short_repr
+from .errors import WorkerCrashError, describe_item_failure, short_repr
 from .worker import RemoteTraceback
 
 # Seconds that items already running get to finish when a run stops early,
@@ -55,6 +55,7 @@ class Collector:
             raise
         finally:
             self._stop(stream, grace=0)
+            self.record.expect(self.inputs.n_read)
             self.output.flush_all()
             self.bar.close()
             self.record.finish(status)
@@ -68,6 +69,8 @@ class Collector:
             if failure is not None and self.on_error == "raise":
                 self._stop(stream, grace=STOP_GRACE)
                 index, item, error = failure
+                if isinstance(error, WorkerCrashError):  # its message names the items
+                    index = None
                 error.add_note(describe_item_failure(
                     index, short_repr(item), self.record.n_finished, self.inputs.length))
                 return error
@@ -78,33 +81,29 @@ class Collector:
             self._store(batch)
 
     def _store(self, batch):
-        """Record a list of outcomes; return (index, item, error) of the
-        first failure among them, if any."""
-        record, inputs = self.record, self.inputs
-        last = batch[-1]  # carries the chunk's CPU time and changed globals
-        self.check.observe(last)
-        record.cpu_time += last.cpu_time
+        """Record a ``Batch``; return (index, item, error) of its first
+        failure, if any."""
+        record = self.record
+        self.check.observe(batch)
+        record.cpu_time += batch.cpu_time
+        items = self.inputs.finished(batch.indices, batch.failures)
+        record.add_batch(batch.indices, batch.values, batch.failures)
+        for index, parts in batch.outputs.items():
+            record.add_output(index, parts)
+            self.output.add(index, parts)
         failure = None
-        for outcome in batch:
-            item = inputs.finished(outcome.index)
-            if outcome.output:
-                record.add_output(outcome.index, outcome.output)
-                self.output.add(outcome.index, outcome.output)
-            if outcome.error is None:
-                record.add_result(outcome.index, outcome.value)
-            elif failure is None:
-                failure = (outcome.index, item, self._item_error(outcome, item))
-            else:
-                self._item_error(outcome, item)
+        for index in sorted(batch.failures):
+            error = self._item_error(index, items[index], *batch.failures[index])
+            failure = failure or (index, items[index], error)
         self.bar.update(len(batch))
-        self.output.flush_ready(record)
+        if self.output.waiting:
+            self.output.flush_ready(record)
         return failure
 
-    def _item_error(self, outcome, item):
-        error = outcome.error
-        text = tracebacks.render(outcome.traceback, error, self.func)
-        self.record.add_error(outcome.index, item, error, text)
-        if outcome.traceback:  # parmagic's own errors say all in their message
+    def _item_error(self, index, item, error, frames):
+        text = tracebacks.render(frames, error, self.func)
+        self.record.add_error(index, item, error, text)
+        if frames:  # parmagic's own errors say all in their message
             error.__cause__ = RemoteTraceback(text)
         return error
 

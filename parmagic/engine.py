@@ -19,7 +19,7 @@ from .parallel_run import ParallelRun
 from .pool import LokyRun, uses_loky_pool
 from .progress import ProgressBar
 from .report import ParmapRecord
-from .worker import CallOptions
+from .worker import CallOptions, inside_item
 
 ON_ERROR = ("raise", "collect")
 
@@ -138,6 +138,10 @@ def run(
         n_jobs=n_jobs, backend=backend, batch_size=batch_size,
         on_error=on_error, timeout=timeout, progress=progress,
     )
+    if inside_item():
+        # A map inside a mapped function runs serially, in the worker it is
+        # in: a pool per worker would oversubscribe the cores.
+        settings.update(backend="sequential", progress=False)
     parallel = Parallel(
         n_jobs=settings["n_jobs"],
         backend=settings["backend"],

@@ -50,13 +50,13 @@ def short_repr(value, limit=60):
 
 
 def describe_item_failure(index, item_repr, finished=None, total=None):
-    """The note added to the exception of a failed item: which item, and
-    (when the run stopped there) how many results are kept."""
-    note = f"parmagic: item {index} ({item_repr}) failed"
-    if finished is None:
-        return note
-    of_total = f" of {total}" if total is not None else ""
-    return (
-        f"{note}; {finished}{of_total} results had finished and are kept in "
-        "the run record (_parmap.results in IPython)"
-    )
+    """The note added to the exception of a failed item: which item (unless
+    ``index`` is None), and how many results are kept when the run stopped."""
+    said = [] if index is None else [f"item {index} ({item_repr}) failed"]
+    if finished is not None:
+        of_total = f" of {total}" if total is not None else ""
+        said.append(
+            f"{finished}{of_total} results had finished and are kept in the "
+            "run record (_parmap.results in IPython)"
+        )
+    return "parmagic: " + "; ".join(said)

@@ -59,8 +59,14 @@ class Inputs:
             self._in_flight[index] = item
             yield index, self._as_args(item)
 
-    def finished(self, index):
-        return self._in_flight.pop(index, None)
+    def finished(self, indices, wanted):
+        """Forget the finished ``indices``; return the items of those in
+        ``wanted`` (the failed ones, whose values the errors show)."""
+        in_flight = self._in_flight
+        items = {index: in_flight.get(index) for index in wanted}
+        for index in indices:
+            del in_flight[index]
+        return items
 
 
 def _star_args(item):

@@ -72,6 +72,10 @@ def _usage_errors(method):
             return method(*args, **kwargs)
         except ParmagicInputError as exc:
             raise UsageError(str(exc)) from None
+        except ExceptionGroup as group:
+            # IPython prints groups with the standard traceback module, which
+            # ignores __tracebackhide__: drop parmagic's own frames.
+            raise group.with_traceback(None) from None
 
     return wrapper
 

@@ -10,12 +10,12 @@ import multiprocessing
 from joblib import delayed
 
 from .errors import ItemTimeoutError
-from .worker import Outcome, call_item
+from .worker import Batch, call_item
 
 
 class ParallelRun:
-    """One map through ``parallel``. Iterating yields lists of one
-    ``Outcome`` each, in input order; ``stop`` ends the run."""
+    """One map through ``parallel``. ``outcomes`` yields a ``Batch`` of one
+    item at a time, in input order; ``stop`` ends the run."""
 
     def __init__(self, parallel, func, options):
         self.parallel = parallel
@@ -31,17 +31,17 @@ class ParallelRun:
         )
         received = 0
         try:
-            for outcome in self._results:
+            for batch in self._results:
                 received += 1
-                yield [outcome]
+                yield batch
         except (TimeoutError, multiprocessing.TimeoutError):  # the latter from ThreadPool
             # Only threads are timed from here (see engine): joblib gave up
             # waiting for the next item in order, which cannot be stopped.
-            yield [Outcome(received, error=ItemTimeoutError(
+            yield Batch.failed([received], lambda: ItemTimeoutError(
                 f"the item ran longer than its {self.parallel.timeout:g} s time "
                 "limit; a thread cannot be stopped, so it goes on in the "
                 "background until it returns, and the run ended there"
-            ), traceback=[])]
+            ))
 
     def stop(self, grace):
         """Close joblib's generator, which cancels what has not started."""

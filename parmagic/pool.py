@@ -31,7 +31,7 @@ from joblib.externals.loky import reusable_executor
 
 from . import pickling
 from .errors import ItemTimeoutError, WorkerCrashError
-from .worker import Chunk, Outcome
+from .worker import Batch, Chunk
 
 # Chunks in flight per worker: enough to keep workers busy while results
 # travel back, small enough that a generator is read only a little ahead.
@@ -82,22 +82,26 @@ def _executor_for(parallel):
 
 
 class _ChunkSizer:
-    """Items per chunk: a quarter of each worker's share when the length is
-    known (as ``multiprocessing.Pool.map`` does), else grown adaptively."""
+    """Items per chunk. "auto" starts at one item and doubles while chunks
+    come back quickly, so slow items travel one by one (each result, and
+    each interrupt, is per item) while tiny items soon travel in bulk. With
+    a known length, a chunk is at most a quarter of each worker's share."""
 
     def __init__(self, batch_size, n_items, n_workers):
         self.fixed = batch_size != "auto"
-        if self.fixed:
-            self.size = batch_size
-        elif n_items is not None:
-            self.size = max(1, math.ceil(n_items / (4 * n_workers)))
-            self.fixed = True
-        else:
-            self.size = 1
+        self.size = batch_size if self.fixed else 1
+        self.limit = _MAX_CHUNK
+        if n_items is not None:
+            self.limit = max(1, min(_MAX_CHUNK, math.ceil(n_items / (4 * n_workers))))
 
     def observe(self, n_items, seconds):
-        if not self.fixed and n_items >= self.size and seconds < _TARGET_CHUNK_SECONDS:
-            self.size = min(self.size * 2, _MAX_CHUNK)
+        """Grow towards chunks of _TARGET_CHUNK_SECONDS after a full chunk
+        came back faster than that (``seconds`` includes queueing, so the
+        estimate errs towards smaller chunks)."""
+        if self.fixed or n_items < self.size or seconds >= _TARGET_CHUNK_SECONDS:
+            return
+        fitting = int(_TARGET_CHUNK_SECONDS * n_items / max(seconds, 1e-6))
+        self.size = min(max(self.size * 2, fitting), self.limit)
 
 
 def _chunks(calls, sizer):
@@ -113,8 +117,8 @@ def _chunks(calls, sizer):
 
 
 class LokyRun:
-    """One map on the loky pool. Iterating yields lists of ``Outcome`` (one
-    list per finished chunk, not in input order); ``stop`` ends the run.
+    """One map on the loky pool. ``outcomes`` yields a ``Batch`` per finished
+    chunk (not in input order); ``stop`` ends the run.
 
     With a time limit, items go one at a time and one per worker, so each
     is running from the moment it is submitted and a stuck one can be found.
@@ -203,7 +207,7 @@ class LokyRun:
             if "Could not pickle the task" in str(exc):
                 yield from self._unsendable(chunk)
             else:  # e.g. a result that cannot be unpickled here
-                yield [Outcome(index, error=exc, traceback=[]) for index, _ in chunk]
+                yield Batch.failed((index for index, _ in chunk), lambda: exc)
             return
         self.sizer.observe(len(chunk), time.perf_counter() - submitted)
         yield outcomes
@@ -223,8 +227,7 @@ class LokyRun:
         self._discard_executor()
         items = sorted(index for lost_chunk in lost for index, _ in lost_chunk)
         message = _crash_message(exc, items)
-        yield [Outcome(index, error=WorkerCrashError(message, items), traceback=[])
-               for index in items]
+        yield Batch.failed(items, lambda: WorkerCrashError(message, items))
 
     def _unsendable(self, chunk):
         """The chunk could not be pickled: name the culprit. An unpicklable
@@ -233,16 +236,18 @@ class LokyRun:
         error = pickling.function_error(self.func, self.func_label)
         if error is not None:
             raise error from None
-        failed, sendable = [], []
+        failed, sendable = Batch(), []
         for index, args in chunk:
             error = pickling.item_error(index, args[0] if len(args) == 1 else args, args)
             if error is None:
                 sendable.append((index, args))
             else:
-                failed.append(Outcome(index, error=error, traceback=[]))
+                failed.indices.append(index)
+                failed.values.append(None)
+                failed.failures[index] = (error, [])
         if not failed:  # only the combination fails: report the whole chunk
             error = pickling.item_error(chunk[0][0], [a for _, a in chunk], chunk)
-            failed = [Outcome(index, error=error, traceback=[]) for index, _ in chunk]
+            failed = Batch.failed((index for index, _ in chunk), lambda: error)
             sendable = []
         if sendable:
             self.retry.append(sendable)
@@ -279,8 +284,7 @@ class LokyRun:
             "and did not stop when told to (busy in compiled code?), so its "
             "worker process was stopped"
         )
-        yield [Outcome(index, error=ItemTimeoutError(message), traceback=[])
-               for index in stuck_items]
+        yield Batch.failed(stuck_items, lambda: ItemTimeoutError(message))
 
 
 _SIGNAL_MEANINGS = {

@@ -99,10 +99,19 @@ class ParmapRecord:
         if missing > 0:
             self.results.extend([NOT_COMPUTED] * missing)
 
-    def add_result(self, index, value):
-        self.expect(index + 1)
-        self.results[index] = value
-        self.n_finished += 1
+    def add_batch(self, indices, values, failures):
+        """Store the values of finished items, except those in ``failures``."""
+        if not indices:
+            return
+        self.expect(max(indices) + 1)
+        results = self.results
+        if failures:
+            pairs = [(i, v) for i, v in zip(indices, values) if i not in failures]
+        else:
+            pairs = zip(indices, values)
+        for index, value in pairs:
+            results[index] = value
+        self.n_finished += len(indices) - len(failures)
 
     def add_error(self, index, item, exception, traceback_text):
         self.expect(index + 1)

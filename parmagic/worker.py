@@ -1,8 +1,8 @@
 """Code that runs inside the worker processes (or threads).
 
 Everything here is pickled to the workers, so it stays small and imports
-nothing heavy. A worker never raises for a failing item: it returns an
-``Outcome`` that says which item failed and why, so the notebook side can
+nothing heavy. A worker never raises for a failing item: it returns a
+``Batch`` that says which items failed and why, so the notebook side can
 attribute every error to its item and keep every result that did finish.
 """
 
@@ -15,13 +15,14 @@ from typing import NamedTuple
 
 import cloudpickle
 
-from .capture import capturing
+from .capture import install as install_routers
+from .capture import start_capture, stop_capture
 from .errors import ItemExitError, ItemTimeoutError, NotPicklableError
 from .mutation import GlobalWatch
 from .tracebacks import frames_of
 
 # Results of these types always pickle; others are pickled once in the worker
-# (see Outcome.__reduce__) so that a failure is pinned on its own item.
+# (see Batch.__reduce__) so that a failure is pinned on its own item.
 _PLAIN_TYPES = (type(None), bool, int, float, complex, str, bytes)
 
 
@@ -33,43 +34,59 @@ class CallOptions(NamedTuple):
     timeout: float = None  # per-item time limit in seconds
 
 
-class Outcome:
-    """What happened to one item: its value, or the exception it raised with
-    the frames of its traceback (see ``tracebacks.frames_of``), and what it
-    printed. The last outcome of a chunk also carries the chunk's worker CPU
-    time and the globals it changed."""
+class Batch:
+    """What happened to a chunk of items, in a form that pickles quickly.
 
-    __slots__ = ("index", "value", "error", "traceback", "output", "cpu_time",
+    ``indices`` and ``values`` run in parallel (a failed item's value is
+    None); ``failures`` maps index -> (exception, traceback frames, see
+    ``tracebacks.frames_of``); ``outputs`` maps index -> captured parts.
+    ``cpu_time`` and ``changed_globals`` are the chunk's worker CPU seconds
+    and the globals it changed.
+    """
+
+    __slots__ = ("indices", "values", "failures", "outputs", "cpu_time",
                  "changed_globals")
 
-    def __init__(self, index, value=None, error=None, traceback=None, output=None,
+    def __init__(self, indices=None, values=None, failures=None, outputs=None,
                  cpu_time=0.0, changed_globals=()):
-        self.index = index
-        self.value = value
-        self.error = error
-        self.traceback = traceback
-        self.output = output
+        self.indices = [] if indices is None else indices
+        self.values = [] if values is None else values
+        self.failures = {} if failures is None else failures
+        self.outputs = {} if outputs is None else outputs
         self.cpu_time = cpu_time
         self.changed_globals = changed_globals
 
-    @property
-    def failed(self):
-        return self.error is not None
+    @classmethod
+    def failed(cls, indices, make_error):
+        """A batch in which every item failed with ``make_error()``."""
+        indices = list(indices)
+        failures = {index: (make_error(), []) for index in indices}
+        return cls(indices, [None] * len(indices), failures)
+
+    def __len__(self):
+        return len(self.indices)
 
     def __reduce__(self):
-        value, packed, error = self.value, False, self.error
-        if not _surely_picklable(value):
+        # Values that are not surely picklable are pickled one by one here,
+        # so one that cannot be sent back fails alone, naming its item.
+        values, packed = self.values, []
+        for position, value in enumerate(values):
+            if _surely_picklable(value):
+                continue
             try:
-                value, packed = cloudpickle.dumps(value), True
+                values[position] = cloudpickle.dumps(value)
+                packed.append(position)
             except Exception as exc:
-                value, error = None, _result_not_picklable(value, exc)
-        traceback = self.traceback if error is self.error else []
-        return (_rebuild, (self.index, value, packed, error, traceback,
-                           self.output, self.cpu_time, self.changed_globals))
+                values[position] = None
+                self.failures[self.indices[position]] = (_result_not_picklable(value, exc), [])
+        return (_rebuild, (self.indices, values, packed, self.failures, self.outputs,
+                           self.cpu_time, self.changed_globals))
 
 
-def _rebuild(index, value, packed, *rest):
-    return Outcome(index, pickle.loads(value) if packed else value, *rest)
+def _rebuild(indices, values, packed, *rest):
+    for position in packed:
+        values[position] = pickle.loads(values[position])
+    return Batch(indices, values, *rest)
 
 
 def _surely_picklable(value):
@@ -110,25 +127,40 @@ def _portable(exc):
         return RuntimeError(f"{type(exc).__qualname__}: {exc}")
 
 
+_item_state = threading.local()
+
+
+def inside_item():
+    """Whether this thread is running a mapped item right now (so a ``pmap``
+    called here is nested in another)."""
+    return getattr(_item_state, "depth", 0) > 0
+
+
 def call_item(func, index, args, options=CallOptions()):
     """Call ``func(*args)`` for item ``index`` and report what happened."""
-    return run_calls(func, [(index, args)], options)[0]
+    return run_calls(func, [(index, args)], options)
 
 
 def run_calls(func, calls, options=CallOptions()):
-    """An ``Outcome`` per ``(index, args)`` call. The globals are fingerprinted
-    once around all the calls (cheap per chunk); CPU time and changed globals
-    are reported on the last outcome."""
+    """A ``Batch`` for the ``(index, args)`` calls. The globals are
+    fingerprinted once around all the calls (cheap per chunk)."""
     watch = GlobalWatch(func) if options.watch_globals else None
     before = watch.snapshot() if watch else None
     clock = _cpu_clock()
     started = clock()
-    outcomes = [_call(func, index, args, options) for index, args in calls]
-    last = outcomes[-1]
-    last.cpu_time = clock() - started
+    batch = Batch()
+    if options.capture:
+        install_routers()
+    _item_state.depth = getattr(_item_state, "depth", 0) + 1
+    try:
+        for index, args in calls:
+            _call(func, index, args, options, batch)
+    finally:
+        _item_state.depth -= 1
+    batch.cpu_time = clock() - started
     if watch:
-        last.changed_globals = watch.changed(before)
-    return outcomes
+        batch.changed_globals = watch.changed(before)
+    return batch
 
 
 def _cpu_clock():
@@ -139,18 +171,27 @@ def _cpu_clock():
     return time.thread_time
 
 
-def _call(func, index, args, options):
-    with capturing() if options.capture else contextlib.nullcontext() as parts:
-        try:
+def _call(func, index, args, options, batch):
+    parts = start_capture() if options.capture else None
+    value = None
+    try:
+        if options.timeout:
             with time_limit(options.timeout):
-                outcome = Outcome(index, value=func(*args))
-        except SystemExit as exc:
-            error = ItemExitError(f"the item called sys.exit({exc.code!r})")
-            outcome = Outcome(index, error=error, traceback=frames_of(exc))
-        except Exception as exc:
-            outcome = Outcome(index, error=_portable(exc), traceback=frames_of(exc))
-    outcome.output = parts or None
-    return outcome
+                value = func(*args)
+        else:
+            value = func(*args)
+    except SystemExit as exc:
+        error = ItemExitError(f"the item called sys.exit({exc.code!r})")
+        batch.failures[index] = (error, frames_of(exc))
+    except Exception as exc:
+        batch.failures[index] = (_portable(exc), frames_of(exc))
+    finally:
+        if options.capture:
+            stop_capture(parts)
+    batch.indices.append(index)
+    batch.values.append(value)
+    if parts and parts[1]:
+        batch.outputs[index] = parts[1]
 
 
 def can_interrupt_items():

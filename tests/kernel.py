@@ -1,10 +1,16 @@
 """Driving a real ipykernel through jupyter_client, for the kernel tests."""
 
 import contextlib
+import glob
+import os
 import queue
+import time
 
 import psutil
 from jupyter_client.manager import start_new_kernel
+from processes import worker_processes
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 class Kernel:
@@ -19,20 +25,53 @@ class Kernel:
         return psutil.Process(self.manager.provisioner.process.pid)
 
     def execute(self, code, timeout=60):
-        """Run ``code``; return (reply content, list of (kind, text) outputs)."""
+        """Run ``code``; return (reply content, list of (kind, text) outputs).
+
+        A displayed ipywidget (a progress bar) has the kind "widget"; the
+        full data of every display is kept in ``self.displays``.
+        """
         outputs = []
+        self.displays = []
 
         def collect(message):
             kind, content = message["msg_type"], message["content"]
             if kind == "stream":
                 outputs.append((content["name"], content["text"]))
             elif kind in ("execute_result", "display_data"):
-                outputs.append((kind, content["data"].get("text/plain", "")))
+                data = content["data"]
+                self.displays.append(data)
+                if WIDGET in data:
+                    kind = "widget"
+                outputs.append((kind, data.get("text/plain", "")))
             elif kind == "error":
                 outputs.append(("error", f"{content['ename']}: {content['evalue']}"))
 
         reply = self.client.execute_interactive(code, timeout=timeout, output_hook=collect)
         return reply["content"], outputs
+
+    def interrupt_after(self, code, seconds, timeout=60):
+        """Start ``code``, interrupt the kernel after ``seconds``; return the
+        reply content and how long the kernel took to answer the interrupt."""
+        drain(self.client.iopub_channel)
+        message_id = self.client.execute(code)
+        time.sleep(seconds)
+        interrupted_at = time.monotonic()
+        self.manager.interrupt_kernel()
+        while True:
+            reply = self.client.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == message_id:
+                return reply["content"], time.monotonic() - interrupted_at
+
+    def workers(self):
+        """The kernel's live worker processes (loky's resource tracker aside)."""
+        return worker_processes(self.process)
+
+    def temp_folders(self):
+        """joblib's memmapping folders of the kernel process, with the files
+        in each. The pool keeps one empty folder of its own while it lives."""
+        pattern = f"joblib_memmapping_folder_{self.process.pid}_*"
+        folders = glob.glob(f"/dev/shm/{pattern}") + glob.glob(f"/tmp/{pattern}")
+        return {folder: os.listdir(folder) for folder in folders}
 
     def text(self, code, timeout=60):
         """Everything ``code`` showed, as one string; fails on a kernel error."""

@@ -147,6 +147,9 @@ def test_record_describes_the_run():
         (lambda: pmap(square, [1], backend="nope"), "expected one of"),
         (lambda: pmap(square, [1], batch_size=0), "batch_size"),
         (lambda: pmap(pow, [1], [2], star=True), "star=True"),
+        (lambda: pmap(square, [1], on_error="ignore"), "on_error must be 'raise' or 'collect'"),
+        (lambda: pmap(square, [1], timeout=0), "timeout must be a positive number"),
+        (lambda: pmap(square, [1], timeout="1"), "timeout must be a positive number"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(call, message):

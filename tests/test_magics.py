@@ -111,7 +111,10 @@ def test_config_batch_size_is_used(shell, square):
     assert cell(shell, "%pmap square range(5)") == [0, 1, 4, 9, 16]
 
 
-OPTIONS = ["-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size", "--no-warn"]
+OPTIONS = [
+    "-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size",
+    "--timeout", "--on-error", "--progress", "--no-progress", "--no-warn",
+]
 
 
 @pytest.mark.parametrize("magic, kind", [("pmap", "line"), ("parmap", "cell")])
@@ -175,6 +178,9 @@ def _namespace_snapshot(shell):
         ("%pmap square range('a')", "evaluating \"range('a')\" raised TypeError"),
         ("%pmap -o 3x square range(3)", "'3x' is not a valid Python name"),
         ("%pmap --batch-size 0 square range(3)", "batch_size"),
+        ("%pmap --timeout 0 square range(3)", "timeout must be a positive number"),
+        ("%pmap --timeout soon square range(3)", "invalid float value: 'soon'"),
+        ("%pmap --on-error ignore square range(3)", "invalid choice: 'ignore'"),
         ("%pmap --star pow range(2) range(2)", "star=True takes one iterable"),
         ("%%parmap range(3)\nx = 1\n", "the cell defines no function"),
         ("%%parmap -f missing range(3)\nx = 1\n", "no function named 'missing'"),
@@ -262,3 +268,45 @@ def test_no_warn_and_config_turn_the_check_off(shell):
     cell(shell, "%config ParMagic.warn_mutation = False")
     _, texts = _mutation_warnings(shell, "%pmap -n 2 update_array range(4)")
     assert texts == []
+
+
+def test_on_error_collect_and_config_default(shell):
+    cell(shell, "def inv(x):\n    return 1 / x\n")
+    result = shell.run_cell("%pmap -n 2 --on-error collect inv [1, 0, 2, 0]")
+    assert isinstance(result.error_in_exec, ExceptionGroup)
+    assert sorted(shell.user_ns["_parmap"].errors) == [1, 3]
+    cell(shell, "%config ParMagic.on_error = 'collect'")
+    result = shell.run_cell("%pmap -n 2 inv [0, 1]")
+    assert isinstance(result.error_in_exec, ExceptionGroup)
+    assert shell.user_ns["_parmap"].results[1] == 1.0
+
+
+def test_timeout_option_and_config_default(shell):
+    cell(shell, "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n")
+    result = shell.run_cell("%pmap -n 2 --timeout 0.5 nap [0.1, 20]")
+    assert type(result.error_in_exec).__name__ == "ItemTimeoutError"
+    cell(shell, "%config ParMagic.timeout = 0.5")
+    result = shell.run_cell("%pmap -n 2 nap [20]")
+    assert type(result.error_in_exec).__name__ == "ItemTimeoutError"
+    assert cell(shell, "%pmap -n 2 --timeout 5 nap [0.1]") == [0.1]
+
+
+def test_progress_options_and_config(shell, capsys):
+    cell(shell, "%pmap -n 2 --progress abs [-1, -2]")
+    assert "2/2" in capsys.readouterr().err
+    cell(shell, "%config ParMagic.progress = False")
+    cell(shell, "%pmap -n 2 --progress abs [-1, -2]")  # the line wins
+    assert "2/2" in capsys.readouterr().err
+    cell(shell, "%pmap -n 2 abs [-1, -2]")
+    assert capsys.readouterr().err == ""
+
+
+def test_cell_magic_takes_the_same_new_options(shell):
+    result = shell.run_cell(
+        "%%parmap -n 2 --on-error collect --timeout 5 --no-progress [1, 0]\n"
+        "def inv(x):\n    print('item', x)\n    return 1 / x\n"
+    )
+    assert isinstance(result.error_in_exec, ExceptionGroup)
+    record = shell.user_ns["_parmap"]
+    assert record.results[0] == 1.0 and list(record.errors) == [1]
+    assert record.outputs == ["item 1\n", "item 0\n"]

@@ -1,0 +1,38 @@
+"""The progress bar outside Jupyter: tqdm text on stderr."""
+
+import time
+
+import pytest
+
+from parmagic import ParmagicInputError, pmap
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_forced_bar_counts_items(capsys):
+    pmap(abs, [-1, -2, -3], n_jobs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "item" in err
+
+
+def test_auto_bar_stays_hidden_for_short_runs(capsys):
+    pmap(abs, range(100), n_jobs=2)
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_bar_appears_once_a_run_lasts_a_second(capsys):
+    pmap(nap, [0.3] * 8, n_jobs=2)  # at least 1.2 s on two workers
+    assert "8/8" in capsys.readouterr().err
+
+
+def test_no_bar_when_switched_off(capsys):
+    pmap(nap, [0.3] * 8, n_jobs=2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_progress_value_is_an_input_error():
+    with pytest.raises(ParmagicInputError, match="progress must be"):
+        pmap(abs, [1], progress="yes")
