@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
-	$(PY) demos/run.py demos/quickstart.ipynb
+	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb
 
 clean:
 	rm -rf $(VENV) demos/out build *.egg-info

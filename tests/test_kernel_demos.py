@@ -53,3 +53,22 @@ def test_quickstart_shows_results_record_and_usage_error():
     (show_a,) = [shown(c) for c in notebook.cells if c.cell_type == "code" and c.source == "A"]
     assert show_a == "[0, 0, 0, 0]\n"
     assert "[0, 1, 2, 3]" in cell_showing(notebook, "def update_array2")
+
+
+def test_when_things_go_wrong_shows_each_failure_clearly():
+    notebook = demo_runner.execute(DEMOS / "when_things_go_wrong.ipynb", timeout=120)
+    assert "item 0 done\nitem 1 done\nitem 2 done\nitem 3 done\n" in cell_showing(
+        notebook, "def chatty")
+    assert "ZeroDivisionError" in cell_showing(notebook, "%pmap -n 2 inv")
+    (record,) = [shown(c) for c in notebook.cells if c.get("source") == "_parmap"]
+    assert "parmap run of inv: failed" in record and "item 2 (0)" in record
+    assert "[1.0, 0.5, <not computed>, 0.25]" in cell_showing(notebook, "_parmap.results")
+    assert "4 of 7 items failed" in cell_showing(notebook, "%pmap -n 2 --on-error collect")
+    assert "ItemTimeoutError" in cell_showing(notebook, "%pmap -n 2 --timeout 1")
+    assert "WorkerCrashError" in cell_showing(notebook, "def crash")
+    assert "[1, 2, 3]" in cell_showing(notebook, "%pmap -n 2 abs")
+    assert "the global 'lock'" in cell_showing(notebook, "lock = threading.Lock()")
+    assert "[1, 2]" in cell_showing(notebook, "%pmap -n 2 -b threading locked")
+    progress = cell_showing(notebook, "%pmap -n 2 slow [0.3]*8")
+    assert "slow:" in progress and "/8 [" in progress  # the bar, as text
+    assert "[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]" in progress

@@ -1,0 +1,95 @@
+"""Writes the demo notebooks from the cells below (run it after editing).
+
+A cell is (kind, source) or (kind, source, tags); the tag
+"raises-exception" marks a cell that shows an error on purpose.
+"""
+
+from pathlib import Path
+
+import nbformat
+
+QUICKSTART = [
+    ("markdown", "# parmagic quickstart\n\nLoad the extension, then map functions over "
+     "iterables on all cores with one line."),
+    ("code", "%load_ext parmagic"),
+    ("code", "def square(x):\n    return x * x\n\nsquares = %pmap square range(10)\nsquares"),
+    ("markdown", "Lambdas work too: in brackets, or with commas between FUNC and ITERABLE. "
+     "Several iterables are zipped, as with `map`."),
+    ("code", "%pmap (lambda x: x ** 2) range(5)"),
+    ("code", "%pmap pow, range(5), [3] * 5"),
+    ("markdown", "`%%parmap` runs the cell, then maps the last function it defines. "
+     "`-o` also binds the results to a name."),
+    ("code", "%%parmap -n 2 -o slow_squares range(6)\nimport time\n\n"
+     "def slow_square(x):\n    time.sleep(0.2)\n    return x * x"),
+    ("code", "slow_squares"),
+    ("markdown", "Every run leaves its record in `_parmap`."),
+    ("code", "_parmap"),
+    ("markdown", "The classic pitfall: a function that changes a global. Each worker "
+     "process changes its own copy, so the change is lost. parmagic says so."),
+    ("code", "A = [0, 0, 0, 0]\n\ndef update_array(i):\n    global A\n    A[i] = i\n\n"
+     "%pmap update_array range(4)"),
+    ("code", "A"),
+    ("markdown", "The fix is to return the value and use the list that comes back."),
+    ("code", "def update_array2(i):\n    return i\n\nA = %pmap update_array2 range(4)\nA"),
+    ("markdown", "Mistakes are one-line `UsageError`s; nothing in the namespace changes."),
+    ("code", "%pmap square 42", ["raises-exception"]),
+]
+
+WHEN_THINGS_GO_WRONG = [
+    ("markdown", "# When things go wrong\n\nWhat parmagic shows when items print, fail, "
+     "hang or crash, and what it keeps."),
+    ("code", "%load_ext parmagic\nimport os, sys, time, threading, ctypes\n\n"
+     "def inv(x):\n    return 1 / x\n\n"
+     "def slow(seconds):\n    time.sleep(seconds)\n    return seconds"),
+    ("markdown", "What the items print appears in item order, as if the map ran serially, "
+     "even though later items finish first here. Each item's output is also kept."),
+    ("code", "def chatty(x):\n    time.sleep(0.1 * (4 - x))\n    print(f'item {x} done')\n"
+     "    return x\n\n%pmap -n 2 chatty range(4)"),
+    ("code", "_parmap.outputs"),
+    ("markdown", "A failing item raises its own exception. The traceback shows your line, "
+     "and a note names the item and says how many results were kept."),
+    ("code", "%pmap -n 2 inv [1, 2, 0, 4]", ["raises-exception"]),
+    ("code", "_parmap"),
+    ("code", "_parmap.results"),
+    ("markdown", "`--on-error collect` runs every item, then reports all failures together."),
+    ("code", "%pmap -n 2 --on-error collect inv [1, 0, 2, 0, 0, 0, 4]", ["raises-exception"]),
+    ("markdown", "`--timeout S` stops an item that runs too long and names it."),
+    ("code", "%pmap -n 2 --timeout 1 slow [0.1, 30, 0.2]", ["raises-exception"]),
+    ("markdown", "A worker that crashes (here a segmentation fault) is an error naming the "
+     "items it was running. The kernel survives and the next call gets fresh workers."),
+    ("code", "def crash(x):\n    if x == 2:\n        ctypes.string_at(0)\n    return x\n\n"
+     "%pmap -n 2 crash range(4)", ["raises-exception"]),
+    ("code", "%pmap -n 2 abs [-1, -2, -3]"),
+    ("markdown", "A function that uses something that cannot be pickled cannot go to a "
+     "worker process: the error names it. Threads need no pickling."),
+    ("code", "lock = threading.Lock()\n\ndef locked(x):\n    with lock:\n        return x\n\n"
+     "%pmap -n 2 locked [1, 2]", ["raises-exception"]),
+    ("code", "%pmap -n 2 -b threading locked [1, 2]"),
+    ("markdown", "Runs longer than a second get a progress bar (`--no-progress` or "
+     "`%config ParMagic.progress = False` turn it off)."),
+    ("code", "%pmap -n 2 slow [0.3]*8"),
+]
+
+NOTEBOOKS = {
+    "quickstart.ipynb": QUICKSTART,
+    "when_things_go_wrong.ipynb": WHEN_THINGS_GO_WRONG,
+}
+
+
+def build(cells, name):
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"}
+    for kind, source, *tags in cells:
+        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+        notebook.cells.append(make(source))
+        if tags:
+            notebook.cells[-1].metadata["tags"] = tags[0]
+    path = Path(__file__).with_name(name)
+    nbformat.write(notebook, path)
+    return path
+
+
+if __name__ == "__main__":
+    for name, cells in NOTEBOOKS.items():
+        print(build(cells, name))
