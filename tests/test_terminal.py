@@ -14,8 +14,12 @@ print("squares:", squares)
 %pmap -n 2 -o pairs pow, range(4), [2] * 4
 print("pairs:", pairs)
 print("record:", _parmap.status, _parmap.backend, _parmap.n_jobs)
+def shout(x):
+    print(f"item {x} says hi")
+    return x
+%pmap -n 2 --progress shout range(3)
+print("outputs:", _parmap.outputs)
 %pmap -n 0 square range(2)
-print("still running after the usage error")
 """
 
 
@@ -32,4 +36,7 @@ def test_ipy_script_runs_in_the_ipython_terminal(tmp_path):
     assert "pairs: [0, 1, 4, 9]" in output
     assert "record: done loky 2" in output
     assert "UsageError: n_jobs=0 runs nothing" in output
+    assert "item 0 says hi\nitem 1 says hi\nitem 2 says hi\n" in done.stdout
+    assert "3/3" in done.stderr  # the text progress bar
+    assert "outputs: ['item 0 says hi\\n'," in done.stdout
     assert "Traceback" not in output
