@@ -50,7 +50,7 @@ class Collector:
             self._stop(stream, grace=0)
             interrupt.add_note(
                 f"parmagic: interrupted; {self._finished_text()} and are kept in "
-                "the run record (_parmap.results in IPython). Busy workers were stopped."
+                "the run record (_parmap.results in IPython)"
             )
             raise
         finally:
@@ -64,16 +64,18 @@ class Collector:
     def _consume(self, stream, calls):
         """Store outcomes; in "raise" mode return the first failure, with its
         note, once the items already running have had a moment to finish."""
-        for batch in stream.outcomes(calls):
-            failure = self._store(batch)
-            if failure is not None and self.on_error == "raise":
-                self._stop(stream, grace=STOP_GRACE)
-                index, item, error = failure
-                if isinstance(error, WorkerCrashError):  # its message names the items
-                    index = None
-                error.add_note(describe_item_failure(
-                    index, short_repr(item), self.record.n_finished, self.inputs.length))
-                return error
+        with contextlib.closing(stream.outcomes(calls)) as batches:
+            for batch in batches:
+                failure = self._store(batch)
+                if failure is not None and self.on_error == "raise":
+                    self._stop(stream, grace=STOP_GRACE)
+                    index, item, error = failure
+                    if isinstance(error, WorkerCrashError):  # it names the items
+                        index = None
+                    error.add_note(describe_item_failure(
+                        index, short_repr(item), self.record.n_finished,
+                        self.inputs.length))
+                    return error
         return None
 
     def _stop(self, stream, grace):

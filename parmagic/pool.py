@@ -19,6 +19,7 @@ naming it), and an item stuck past its time limit in code that ignores
 signals (``ItemTimeoutError``; its worker is stopped).
 """
 
+import functools
 import math
 import re
 import time
@@ -183,11 +184,10 @@ class LokyRun:
                 return
             if self.executor is None:  # the last one crashed or was stopped
                 self.executor, _ = _executor_for(self.parallel)
-            task = Chunk(self.func, chunk, self.options, self._use_this_runs_folder)
+            use_this_runs_folder = functools.partial(
+                self.executor._temp_folder_manager.set_current_context, self.parallel._id)
+            task = Chunk(self.func, chunk, self.options, use_this_runs_folder)
             self.pending[self.executor.submit(task)] = (chunk, time.perf_counter())
-
-    def _use_this_runs_folder(self):
-        self.executor._temp_folder_manager.set_current_context(self.parallel._id)
 
     def _discard_executor(self):
         """Kill the workers; the next submission starts a fresh pool."""
