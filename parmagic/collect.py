@@ -59,6 +59,7 @@ class Collector:
             self.output.flush_all()
             self.bar.close()
             self.record.finish(status)
+            self.record.changed_globals = self.check.changed_names()
             self.check.report(self.record.func_name, self.record.results)
 
     def _consume(self, stream, calls):

@@ -281,6 +281,10 @@ class MutationCheck:
     def observe(self, outcome):
         self.changed.update(outcome.changed_globals)
 
+    def changed_names(self):
+        """The globals found changed, by either pass."""
+        return sorted({finding.name for finding in self.findings} | self.changed)
+
     def report(self, func_name, results):
         if not self.active:
             return

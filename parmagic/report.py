@@ -75,6 +75,8 @@ class ParmapRecord:
         Seconds from start to end of the run (None while running).
     cpu_time : float
         Worker CPU seconds summed over the items that reported back.
+    changed_globals : list of str
+        Notebook globals the function changes (see ``GlobalMutationWarning``).
     n_finished : int
         How many items have a result.
     """
@@ -88,6 +90,7 @@ class ParmapRecord:
         self.status = "running"
         self.wall_time = None
         self.cpu_time = 0.0
+        self.changed_globals = []
         self.n_finished = 0
         self._output_parts = {}
         self._started = time.perf_counter()
@@ -139,6 +142,8 @@ class ParmapRecord:
         """(label, text) pairs shared by the text and HTML reprs."""
         wall = "running" if self.wall_time is None else f"{self.wall_time:.3f} s"
         n_printed = len(self._output_parts)
+        changed = [("globals changed", ", ".join(self.changed_globals) + " (see the "
+                    "GlobalMutationWarning)")] if self.changed_globals else []
         return [
             ("items", f"{len(self.results)} read, {self.n_finished} finished, "
                       f"{len(self.errors)} failed"),
@@ -146,7 +151,7 @@ class ParmapRecord:
             ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
             ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "
                        "something (see .outputs)"),
-        ]
+        ] + changed
 
     def _first_errors(self):
         errors = sorted(self.errors.values(), key=lambda error: error.index)

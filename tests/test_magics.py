@@ -251,6 +251,9 @@ def test_seed_case_warns_in_the_line_magic(shell):
     assert len(texts) == 1
     assert "update_array changes the global A (line 4: A[i] = i)" in texts[0]
     assert "Every result is None" in texts[0]
+    record = shell.user_ns["_parmap"]
+    assert record.changed_globals == ["A"]
+    assert "globals changed: A" in repr(record)
 
 
 def test_cell_magic_and_lambdas_are_checked(shell):
