@@ -11,6 +11,7 @@ import contextlib
 
 from . import capture, tracebacks
 from .errors import WorkerCrashError, describe_item_failure, short_repr
+from .timing import LoadSampler
 from .worker import RemoteTraceback
 
 # Seconds that items already running get to finish when a run stops early,
@@ -37,6 +38,7 @@ class Collector:
         """Run the stream to the end; raise as ``on_error`` says."""
         __tracebackhide__ = True
         status = "failed"
+        load = LoadSampler().start()  # for the -t advice on crowded cores
         try:
             with capture.routing() if self.items_run_here else contextlib.nullcontext():
                 first = self._consume(stream, calls)
@@ -59,6 +61,7 @@ class Collector:
             self.output.flush_all()
             self.bar.close()
             self.record.finish(status)
+            self.record.load_samples = load.stop()
             self.record.changed_globals = self.check.changed_names()
             self.check.report(self.record.func_name, self.record.results)
 
@@ -88,7 +91,8 @@ class Collector:
         failure, if any."""
         record = self.record
         self.check.observe(batch)
-        record.cpu_time += batch.cpu_time
+        if batch.span is not None:
+            record.add_span(batch.span, len(batch))
         items = self.inputs.finished(batch.indices, batch.failures)
         record.add_batch(batch.indices, batch.values, batch.failures)
         for index, parts in batch.outputs.items():

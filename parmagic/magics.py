@@ -52,6 +52,10 @@ def _shared_options(magic):
                  help=(
             "Never show a progress bar. Default: shown once a run has lasted "
             "a second (ParMagic.progress = False turns it off).")),
+        argument("-t", "--time", action="store_true", help=(
+            "After the run, print where the time went: wall time, worker CPU, "
+            "speedup, dispatch overhead, and advice when parallelism did not "
+            "pay (waiting items, tiny items, too many threads).")),
         argument("--no-warn", action="store_true", help=(
             "Skip the check for changes to notebook globals, which are lost in "
             "worker processes (see ParMagic.warn_mutation).")),
@@ -133,6 +137,7 @@ class ParMagic(Magics):
             In [8]: %pmap -o out --star pow [(2, 3), (4, 5)]
             In [9]: %pmap --timeout 30 --on-error collect fit params
             In [10]: %pmap --no-progress --batch-size 100 square range(10_000)
+            In [11]: %pmap -t square range(10_000)     # where did the time go?
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -185,7 +190,7 @@ class ParMagic(Magics):
 
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b, -o,
         --star, --batch-size, --timeout, --on-error, --progress,
-        --no-progress and --no-warn.
+        --no-progress, -t/--time and --no-warn.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -253,16 +258,26 @@ class ParMagic(Magics):
         iterables = [_evaluate(source, namespace) for source in iterable_srcs]
         labels = [f"FUNC {func_src!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
         user_ns = self.shell.user_ns
-        record = engine.run(
-            func,
-            iterables,
-            **settings,
-            star=options.star,
-            warn_mutation=self.warn_mutation and not options.no_warn,
-            labels=labels,
-            func_source=func_src,
-            on_start=lambda record: user_ns.__setitem__("_parmap", record),
-        )
+        started = []
+
+        def publish(record):
+            user_ns["_parmap"] = record
+            started.append(record)
+
+        try:
+            record = engine.run(
+                func,
+                iterables,
+                **settings,
+                star=options.star,
+                warn_mutation=self.warn_mutation and not options.no_warn,
+                labels=labels,
+                func_source=func_src,
+                on_start=publish,
+            )
+        finally:
+            if options.time and started:  # also when the run failed
+                print(started[0].timing())
         if options.out:
             user_ns[options.out] = record.results
         return record.results

@@ -73,8 +73,12 @@ class ParmapRecord:
         ``"running"``, ``"done"``, ``"failed"`` or ``"interrupted"``.
     wall_time : float or None
         Seconds from start to end of the run (None while running).
-    cpu_time : float
-        Worker CPU seconds summed over the items that reported back.
+    cpu_time, busy_time : float
+        Worker CPU seconds and worker wall seconds spent on the items that
+        reported back, summed over workers.
+    spans : list of tuple
+        ``(worker, start, seconds, cpu seconds, n items)`` per task a worker
+        ran, ``start`` in ``time.time()`` seconds; see :meth:`timeline`.
     changed_globals : list of str
         Notebook globals the function changes (see ``GlobalMutationWarning``).
     n_finished : int
@@ -90,10 +94,14 @@ class ParmapRecord:
         self.status = "running"
         self.wall_time = None
         self.cpu_time = 0.0
+        self.busy_time = 0.0
+        self.spans = []
+        self.load_samples = []  # busy threads on the machine, see timing.py
         self.changed_globals = []
         self.n_finished = 0
         self._output_parts = {}
         self._started = time.perf_counter()
+        self.started_at = time.time()
 
     # -- filled by the engine -------------------------------------------------
     def expect(self, n_items):
@@ -120,6 +128,12 @@ class ParmapRecord:
         self.expect(index + 1)
         self.errors[index] = ItemError(index, short_repr(item), exception, traceback_text)
 
+    def add_span(self, span, n_items):
+        worker, start, seconds, cpu = span
+        self.spans.append((worker, start, seconds, cpu, n_items))
+        self.busy_time += seconds
+        self.cpu_time += cpu
+
     def add_output(self, index, parts):
         self._output_parts[index] = parts
 
@@ -134,6 +148,19 @@ class ParmapRecord:
         self.wall_time = time.perf_counter() - self._started
 
     # -- read by the user -----------------------------------------------------
+    def timing(self):
+        """Where the run's time went, with advice (what ``%pmap -t`` prints)."""
+        from .timing import Timing
+
+        return Timing(self)
+
+    def timeline(self, ax=None):
+        """Plot each worker's tasks over time (needs matplotlib); returns the
+        matplotlib Axes."""
+        from .timeline import draw
+
+        return draw(self, ax)
+
     @property
     def outputs(self):
         return [joined(self._output_parts.get(i)) for i in range(len(self.results))]

@@ -7,6 +7,7 @@ attribute every error to its item and keep every result that did finish.
 """
 
 import contextlib
+import os
 import pickle
 import signal
 import threading
@@ -40,20 +41,21 @@ class Batch:
     ``indices`` and ``values`` run in parallel (a failed item's value is
     None); ``failures`` maps index -> (exception, traceback frames, see
     ``tracebacks.frames_of``); ``outputs`` maps index -> captured parts.
-    ``cpu_time`` and ``changed_globals`` are the chunk's worker CPU seconds
-    and the globals it changed.
+    ``span`` is (worker id, start time, wall seconds, CPU seconds) of the
+    chunk's work, None for failures found outside a worker;
+    ``changed_globals`` are the globals it changed.
     """
 
-    __slots__ = ("indices", "values", "failures", "outputs", "cpu_time",
+    __slots__ = ("indices", "values", "failures", "outputs", "span",
                  "changed_globals")
 
     def __init__(self, indices=None, values=None, failures=None, outputs=None,
-                 cpu_time=0.0, changed_globals=()):
+                 span=None, changed_globals=()):
         self.indices = [] if indices is None else indices
         self.values = [] if values is None else values
         self.failures = {} if failures is None else failures
         self.outputs = {} if outputs is None else outputs
-        self.cpu_time = cpu_time
+        self.span = span
         self.changed_globals = changed_globals
 
     @classmethod
@@ -80,7 +82,7 @@ class Batch:
                 values[position] = None
                 self.failures[self.indices[position]] = (_result_not_picklable(value, exc), [])
         return (_rebuild, (self.indices, values, packed, self.failures, self.outputs,
-                           self.cpu_time, self.changed_globals))
+                           self.span, self.changed_globals))
 
 
 def _rebuild(indices, values, packed, *rest):
@@ -147,7 +149,7 @@ def run_calls(func, calls, options=CallOptions()):
     watch = GlobalWatch(func) if options.watch_globals else None
     before = watch.snapshot() if watch else None
     clock = _cpu_clock()
-    started = clock()
+    started, cpu_started = time.time(), clock()
     batch = Batch()
     if options.capture:
         install_routers()
@@ -157,7 +159,8 @@ def run_calls(func, calls, options=CallOptions()):
             _call(func, index, args, options, batch)
     finally:
         _item_state.depth -= 1
-    batch.cpu_time = clock() - started
+    worker = (os.getpid(), threading.get_ident())
+    batch.span = (worker, started, time.time() - started, clock() - cpu_started)
     if watch:
         batch.changed_globals = watch.changed(before)
     return batch

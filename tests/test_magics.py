@@ -113,7 +113,7 @@ def test_config_batch_size_is_used(shell, square):
 
 OPTIONS = [
     "-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size",
-    "--timeout", "--on-error", "--progress", "--no-progress", "--no-warn",
+    "--timeout", "--on-error", "--progress", "--no-progress", "-t", "--time", "--no-warn",
 ]
 
 
@@ -313,3 +313,21 @@ def test_cell_magic_takes_the_same_new_options(shell):
     record = shell.user_ns["_parmap"]
     assert record.results[0] == 1.0 and list(record.errors) == [1]
     assert record.outputs == ["item 1\n", "item 0\n"]
+
+
+def test_time_prints_a_summary_with_advice(shell, capsys):
+    cell(shell, "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n")
+    cell(shell, "%pmap -n 2 -t nap [0.2]*4")
+    shown = capsys.readouterr().out
+    assert "parmap timing of nap: 4 items on 2 loky workers" in shown
+    for fact in ("wall time", "worker CPU", "speedup", "dispatch overhead"):
+        assert fact in shown
+    assert "they mostly wait" in shown and "-b threading" in shown
+    cell(shell, "%pmap -n 2 --time abs range(3000)")
+    assert "costs more than it saves" in capsys.readouterr().out
+
+
+def test_time_is_printed_for_a_failed_run_too(shell, capsys):
+    cell(shell, "def inv(x):\n    return 1 / x\n")
+    shell.run_cell("%pmap -n 2 -t inv [1, 0]")
+    assert "parmap timing of inv" in capsys.readouterr().out

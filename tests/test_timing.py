@@ -1,0 +1,105 @@
+"""The -t summary and its advice, on records built to need it and on real
+workloads that show each pitfall."""
+
+import hashlib
+import threading
+import time
+
+import pytest
+
+from parmagic import run
+from parmagic.report import ParmapRecord
+from parmagic.timing import Timing
+
+
+def record_of(wall, spans, n_jobs=2, backend="loky", busy_threads=2):
+    """A finished record whose workers reported ``spans`` of
+    (wall seconds, CPU seconds, n items)."""
+    record = ParmapRecord("work", backend, n_jobs)
+    record.load_samples = [busy_threads] * 5
+    for number, (seconds, cpu, n_items) in enumerate(spans):
+        record.add_span(((1, number % n_jobs), 0.0, seconds, cpu), n_items)
+        record.n_finished += n_items
+    record.wall_time = wall
+    return record
+
+
+def test_cpu_bound_run_that_scales_needs_no_advice():
+    timing = Timing(record_of(1.0, [(1.0, 0.98, 4), (0.97, 0.95, 4)]), cores=2)
+    assert timing.hints() == []
+    assert timing.speedup == pytest.approx(1.97)
+    assert "1.97x with 2 workers" in str(timing)
+
+
+def test_waiting_items_suggest_threads_or_fewer_jobs():
+    (hint,) = Timing(record_of(1.0, [(1.0, 0.02, 4), (1.0, 0.01, 4)]), cores=2).hints()
+    assert "only 2% of their run time" in hint and "-b threading" in hint
+    (hint,) = Timing(record_of(1.0, [(1.0, 0.02, 4)] * 2, backend="threading"),
+                     cores=2).hints()
+    assert "More threads (-n)" in hint
+
+
+def test_items_shorter_than_their_dispatch_suggest_serial_or_batches():
+    (hint,) = Timing(record_of(0.01, [(0.001, 0.001, 500)] * 2), cores=2).hints()
+    assert "costs more than it saves" in hint
+    assert "-b sequential" in hint and "--batch-size" in hint
+
+
+def test_more_busy_threads_than_cores_are_called_out():
+    record = record_of(1.0, [(1.0, 1.0, 2), (1.0, 1.0, 2)], busy_threads=6)
+    (hint,) = Timing(record, cores=2).hints()
+    assert "About 6 threads were busy on 2 cores" in hint
+    assert "BLAS" in hint and "fewer jobs" in hint
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def hash_in_threads(x):
+    data = b"x" * (16 << 20)
+
+    def work():
+        for _ in range(4):
+            hashlib.sha256(data).digest()  # releases the GIL: threads run in parallel
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return x
+
+
+def test_real_sleeping_items_get_the_waiting_hint():
+    record = run(nap, [[0.2] * 4], n_jobs=2, progress=False)
+    assert any("they mostly wait" in hint for hint in record.timing().hints())
+
+
+def test_real_threaded_items_get_the_oversubscription_hint():
+    record = run(hash_in_threads, [range(4)], n_jobs=2, progress=False)
+    assert any("threads were busy on 2 cores" in hint
+               for hint in Timing(record, cores=2).hints())
+
+
+def test_timeline_draws_one_row_per_worker_and_a_bar_per_task():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    record = run(nap, [[0.05] * 6], n_jobs=2, batch_size=1, progress=False)
+    ax = record.timeline()
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert labels == ["worker 1", "worker 2"]
+    assert len(ax.collections) == 6  # one bar per task
+    assert "nap: 6 items, 6 tasks, 2 workers" in ax.get_title()
+
+
+def test_timeline_without_matplotlib_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    record = run(abs, [[1]], n_jobs=1, progress=False)
+    with pytest.raises(ImportError, match=r'pip install "parmagic\[plot\]"'):
+        record.timeline()
