@@ -9,14 +9,21 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,notebook]'
+	$(PY) -m pip install --quiet -e '.[test,notebook,plot]'
 	touch $(STAMP)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
 
 test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
 	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb
+
+bench: $(VENV)/.bench-installed
+	$(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) demos/out build *.egg-info

@@ -1,5 +1,6 @@
 """The progress bar: ``tqdm.auto``, so a widget in Jupyter and text in a
-terminal. By default it appears only once a run has lasted a second."""
+terminal. By default it appears only once a run has lasted a second; until
+then tqdm is not even imported, so short runs pay nothing for it."""
 
 import time
 
@@ -13,35 +14,38 @@ class ProgressBar:
     the way to print captured output without tearing it."""
 
     def __init__(self, mode, total, desc):
+        self.mode = mode
+        self.total = total
+        self.desc = desc
+        self.count = 0
+        self._started = time.time()
         self._bar = None
-        if mode is not False:
-            from tqdm.auto import tqdm  # imports ipywidgets in Jupyter: only when needed
+        if mode is True:
+            self._open()
 
-            self._bar = tqdm(
-                total=total,
-                desc=desc,
-                unit="item",
-                delay=0 if mode is True else AUTO_DELAY,
-                dynamic_ncols=True,
-            )
+    def _open(self):
+        from tqdm.auto import tqdm  # imports ipywidgets in Jupyter: only when needed
+
+        self._bar = tqdm(total=self.total, desc=self.desc, unit="item", dynamic_ncols=True)
+        self._bar.start_t = self._started  # elapsed time and rate count from the start
+        if self.count:
+            self._bar.update(self.count)
 
     def update(self, n_items):
+        self.count += n_items
         if self._bar is not None:
             self._bar.update(n_items)
+        elif self.mode == "auto" and time.time() - self._started >= AUTO_DELAY:
+            self._open()
 
     def print(self, parts):
-        """Write captured worker output; a text bar is lifted out of the way
-        once it is on screen."""
+        """Write captured worker output; a text bar is lifted out of the way."""
         bar = self._bar
-        if bar is None or hasattr(bar, "container") or not self._due(bar):
-            capture.replay(parts)  # no bar, a Jupyter widget, or not shown yet
+        if bar is None or hasattr(bar, "container"):  # no bar, or a Jupyter widget
+            capture.replay(parts)
             return
         with bar.external_write_mode():
             capture.replay(parts)
-
-    @staticmethod
-    def _due(bar):
-        return time.time() - bar.start_t >= bar.delay
 
     def close(self):
         if self._bar is not None:
