@@ -53,7 +53,7 @@ def cases():
     loops = calibrated_loops()
     return [
         ("10,000 tiny items", "µs/item", workloads.identity, list(range(10_000)), REPEATS),
-        ("8 CPU tasks of 0.2 s", "speedup", workloads.cpu_task, [loops] * 8, 3),
+        ("8 CPU tasks of 0.2 s", "speedup", workloads.cpu_task, [loops] * 8, 5),
         ("4 tiny items, warm", "ms/call", workloads.identity, list(range(4)), REPEATS * 3),
         ("8 arrays of 8 MB", "ms/call", workloads.array_sum, workloads.arrays(), REPEATS),
     ]

@@ -31,6 +31,12 @@ QUICKSTART = [
     ("code", "A"),
     ("markdown", "The fix is to return the value and use the list that comes back."),
     ("code", "def update_array2(i):\n    return i\n\nA = %pmap update_array2 range(4)\nA"),
+    ("markdown", "`-t` says where the time went, and what to change when parallelism "
+     "does not pay. `_parmap.timeline()` draws what each worker did."),
+    ("code", "def busy(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n"
+     "    return total\n\nsums = %pmap -t -n 2 busy [3_000_000]*8"),
+    ("code", "_parmap.timeline();"),
+    ("code", "%pmap -t -n 2 slow_square range(6)"),
     ("markdown", "Mistakes are one-line `UsageError`s; nothing in the namespace changes."),
     ("code", "%pmap square 42", ["raises-exception"]),
 ]

@@ -1,6 +1,7 @@
 """Exceptions parmagic raises for the user's mistakes and for failed items."""
 
 import pickle
+import re
 
 
 class ParmagicInputError(ValueError):
@@ -60,3 +61,29 @@ def describe_item_failure(index, item_repr, finished=None, total=None):
             "run record (_parmap.results in IPython)"
         )
     return "parmagic: " + "; ".join(said)
+
+
+_SIGNAL_MEANINGS = {
+    "SIGSEGV": "a segmentation fault",
+    "SIGBUS": "a bus error",
+    "SIGABRT": "an abort",
+    "SIGKILL": "killed, often by the system for using too much memory",
+}
+
+
+def crash_message(loky_text, items):
+    """What to tell the user when loky reports a dead worker (``loky_text``)
+    while ``items`` were in flight."""
+    match = re.search(r"exit codes of the workers are \{(.*?)\}", loky_text)
+    codes = match.group(1) if match else "unknown exit code"
+    meanings = [text for name, text in _SIGNAL_MEANINGS.items() if name in codes]
+    cause = f"{codes}: {', '.join(meanings)}" if meanings else codes
+    shown = ", ".join(map(str, items[:10]))
+    if len(items) > 10:
+        shown += f" and {len(items) - 10} more"
+    which = "item" if len(items) == 1 else "items"
+    return (
+        f"a worker process died ({cause}) while running {which} {shown}"
+        f"{'' if len(items) == 1 else '; one of them made it crash'}. "
+        "The notebook is fine and the next run starts fresh workers."
+    )

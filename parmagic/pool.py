@@ -21,7 +21,6 @@ signals (``ItemTimeoutError``; its worker is stopped).
 
 import functools
 import math
-import re
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +30,7 @@ from joblib._parallel_backends import LokyBackend
 from joblib.externals.loky import reusable_executor
 
 from . import pickling
-from .errors import ItemTimeoutError, WorkerCrashError
+from .errors import ItemTimeoutError, WorkerCrashError, crash_message
 from .worker import Batch, Chunk
 
 # Chunks in flight per worker: enough to keep workers busy while results
@@ -226,7 +225,7 @@ class LokyRun:
                 lost.append(other_chunk)
         self._discard_executor()
         items = sorted(index for lost_chunk in lost for index, _ in lost_chunk)
-        message = _crash_message(exc, items)
+        message = crash_message(str(exc), items)
         yield Batch.failed(items, lambda: WorkerCrashError(message, items))
 
     def _unsendable(self, chunk):
@@ -285,27 +284,3 @@ class LokyRun:
             "worker process was stopped"
         )
         yield Batch.failed(stuck_items, lambda: ItemTimeoutError(message))
-
-
-_SIGNAL_MEANINGS = {
-    "SIGSEGV": "a segmentation fault",
-    "SIGBUS": "a bus error",
-    "SIGABRT": "an abort",
-    "SIGKILL": "killed, often by the system for using too much memory",
-}
-
-
-def _crash_message(exc, items):
-    match = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
-    codes = match.group(1) if match else "unknown exit code"
-    meanings = [text for name, text in _SIGNAL_MEANINGS.items() if name in codes]
-    cause = f"{codes}: {', '.join(meanings)}" if meanings else codes
-    shown = ", ".join(map(str, items[:10]))
-    if len(items) > 10:
-        shown += f" and {len(items) - 10} more"
-    which = "item" if len(items) == 1 else "items"
-    return (
-        f"a worker process died ({cause}) while running {which} {shown}"
-        f"{'' if len(items) == 1 else '; one of them made it crash'}. "
-        "The notebook is fine and the next run starts fresh workers."
-    )

@@ -53,6 +53,12 @@ def test_quickstart_shows_results_record_and_usage_error():
     (show_a,) = [shown(c) for c in notebook.cells if c.cell_type == "code" and c.source == "A"]
     assert show_a == "[0, 0, 0, 0]\n"
     assert "[0, 1, 2, 3]" in cell_showing(notebook, "def update_array2")
+    timing = cell_showing(notebook, "def busy")
+    assert "parmap timing of busy: 8 items on 2 loky workers" in timing
+    assert "speedup" in timing and "dispatch overhead" in timing
+    (timeline,) = [c for c in notebook.cells if c.get("source") == "_parmap.timeline();"]
+    assert any("image/png" in output.get("data", {}) for output in timeline.outputs)
+    assert "they mostly wait" in cell_showing(notebook, "%pmap -t -n 2 slow_square")
 
 
 def test_when_things_go_wrong_shows_each_failure_clearly():
