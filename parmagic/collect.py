@@ -19,6 +19,7 @@ from .worker import RemoteTraceback
 STOP_GRACE = 0.25
 # Failures shown in the ExceptionGroup of an on_error="collect" run.
 GROUP_SHOWN = 3
+_SAMPLE_AFTER = 0.05
 
 
 class Collector:
@@ -33,12 +34,14 @@ class Collector:
         self.bar = bar
         self.items_run_here = items_run_here  # threads of this process
         self.output = OrderedOutput(bar.print)
+        # Samples busy threads for the -t advice, from the first result that
+        # comes after _SAMPLE_AFTER seconds: shorter runs pay nothing for it.
+        self.load = LoadSampler()
 
     def run(self, stream, calls):
         """Run the stream to the end; raise as ``on_error`` says."""
         __tracebackhide__ = True
         status = "failed"
-        load = LoadSampler().start()  # for the -t advice on crowded cores
         try:
             with capture.routing() if self.items_run_here else contextlib.nullcontext():
                 first = self._consume(stream, calls)
@@ -61,7 +64,7 @@ class Collector:
             self.output.flush_all()
             self.bar.close()
             self.record.finish(status)
-            self.record.load_samples = load.stop()
+            self.record.load_samples = self.load.stop()
             self.record.changed_globals = self.check.changed_names()
             self.check.report(self.record.func_name, self.record.results)
 
@@ -93,6 +96,8 @@ class Collector:
         self.check.observe(batch)
         if batch.span is not None:
             record.add_span(batch.span, len(batch))
+            if not self.load.started and record.n_jobs > 1 and record.elapsed() > _SAMPLE_AFTER:
+                self.load.start()
         items = self.inputs.finished(batch.indices, batch.failures)
         record.add_batch(batch.indices, batch.values, batch.failures)
         for index, parts in batch.outputs.items():

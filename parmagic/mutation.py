@@ -63,6 +63,25 @@ def static_findings(func, fallback_source=None):
 
 
 def _function_node(func, fallback_source):
+    # Cached by code object (which keeps no globals alive): the source that
+    # compiled to it does not change, and a warm call should not read and
+    # parse it again.
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return _parse_function(func, fallback_source)
+    key = (code, fallback_source)
+    if key not in _PARSED:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = _parse_function(func, fallback_source)
+    return _PARSED[key]
+
+
+_PARSED = {}
+_PARSED_MAX = 256
+
+
+def _parse_function(func, fallback_source):
     first_line = 1
     try:
         lines, first_line = inspect.getsourcelines(func)

@@ -143,6 +143,10 @@ class ParmapRecord:
             index < len(self.results) and self.results[index] is not NOT_COMPUTED
         )
 
+    def elapsed(self):
+        """Seconds since the run started."""
+        return time.perf_counter() - self._started
+
     def finish(self, status):
         self.status = status
         self.wall_time = time.perf_counter() - self._started

@@ -35,8 +35,14 @@ class LoadSampler:
         self.samples = []
         self._stop = threading.Event()
         self._thread = None
+        self._tried = False
+
+    @property
+    def started(self):
+        return self._tried
 
     def start(self):
+        self._tried = True
         if busy_threads() is not None:  # nothing to sample on this system
             self._thread = threading.Thread(target=self._sample, daemon=True,
                                             name="parmagic-load-sampler")
