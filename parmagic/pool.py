@@ -141,7 +141,10 @@ class LokyRun:
         chunks = _chunks(iter(calls), self.sizer)
         try:
             while True:
-                self._fill(chunks)
+                broken = self._fill(chunks)
+                if broken is not None:  # a worker died since the last result
+                    yield from self._crashed(broken, None)
+                    continue
                 if not self.pending:
                     return
                 done, _ = wait(self.pending, self._wait_timeout(), FIRST_COMPLETED)
@@ -177,16 +180,24 @@ class LokyRun:
 
     # -- submitting -----------------------------------------------------------
     def _fill(self, chunks):
+        """Submit chunks up to the in-flight limit; return loky's error if
+        the pool turns out to be broken (the chunk waits in ``retry``)."""
         while len(self.pending) < self.max_pending:
             chunk = self.retry.pop() if self.retry else next(chunks, None)
             if chunk is None:
-                return
+                return None
             if self.executor is None:  # the last one crashed or was stopped
                 self.executor, _ = _executor_for(self.parallel)
             use_this_runs_folder = functools.partial(
                 self.executor._temp_folder_manager.set_current_context, self.parallel._id)
             task = Chunk(self.func, chunk, self.options, use_this_runs_folder)
-            self.pending[self.executor.submit(task)] = (chunk, time.perf_counter())
+            try:
+                future = self.executor.submit(task)
+            except BrokenProcessPool as exc:
+                self.retry.append(chunk)
+                return exc
+            self.pending[future] = (chunk, time.perf_counter())
+        return None
 
     def _discard_executor(self):
         """Kill the workers; the next submission starts a fresh pool."""
@@ -214,7 +225,7 @@ class LokyRun:
     def _crashed(self, exc, chunk):
         """A worker died: loky fails every chunk in flight, so all of them
         are reported, with what the exit code says about the cause."""
-        lost = [chunk]
+        lost = [chunk] if chunk is not None else []
         others = list(self.pending)
         wait(others, 5)
         for future in others:
@@ -225,8 +236,9 @@ class LokyRun:
                 lost.append(other_chunk)
         self._discard_executor()
         items = sorted(index for lost_chunk in lost for index, _ in lost_chunk)
-        message = crash_message(str(exc), items)
-        yield Batch.failed(items, lambda: WorkerCrashError(message, items))
+        if items:
+            message = crash_message(str(exc), items)
+            yield Batch.failed(items, lambda: WorkerCrashError(message, items))
 
     def _unsendable(self, chunk):
         """The chunk could not be pickled: name the culprit. An unpicklable
