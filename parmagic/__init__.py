@@ -7,36 +7,42 @@ In IPython or Jupyter::
 
 See ``%pmap?`` and ``%%parmap?`` for every option. Without IPython, use
 :func:`parmagic.pmap`.
+
+The public names are imported on first use: worker processes import
+``parmagic.worker`` only, which keeps a fresh pool's first call quick.
 """
 
-from .engine import pmap, run
-from .errors import (
-    ItemExitError,
-    ItemTimeoutError,
-    NotPicklableError,
-    ParmagicInputError,
-    WorkerCrashError,
-)
-from .mutation import GlobalMutationWarning
-from .report import NOT_COMPUTED, ParmapRecord
-from .shutdown import shutdown_workers
+import importlib
 
-__all__ = [
-    "pmap",
-    "run",
-    "ParmapRecord",
-    "NOT_COMPUTED",
-    "ParmagicInputError",
-    "ItemTimeoutError",
-    "WorkerCrashError",
-    "ItemExitError",
-    "NotPicklableError",
-    "GlobalMutationWarning",
-    "shutdown_workers",
-    "load_ipython_extension",
-    "unload_ipython_extension",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "pmap": "engine",
+    "run": "engine",
+    "ParmapRecord": "report",
+    "NOT_COMPUTED": "report",
+    "ParmagicInputError": "errors",
+    "ItemTimeoutError": "errors",
+    "WorkerCrashError": "errors",
+    "ItemExitError": "errors",
+    "NotPicklableError": "errors",
+    "GlobalMutationWarning": "mutation",
+    "shutdown_workers": "shutdown",
+}
+
+__all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'parmagic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_ipython_extension(ipython):
