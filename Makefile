@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
-	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb
+	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb demos/dask.ipynb
 
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/run.py

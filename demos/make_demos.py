@@ -76,9 +76,34 @@ WHEN_THINGS_GO_WRONG = [
     ("code", "%pmap -n 2 slow [0.3]*8"),
 ]
 
+DASK = [
+    ("markdown", "# Beyond one machine: dask\n\nThe same magic runs on a dask.distributed "
+     "cluster. Here the cluster is local (two worker processes); with a real one, pass its "
+     "address to `Client(...)` or to `--scheduler`."),
+    ("code", "%load_ext parmagic\nfrom distributed import Client, LocalCluster\n\n"
+     "cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,\n"
+     "                       host='127.0.0.1', dashboard_address=None)\n"
+     "client = Client(cluster)"),
+    ("markdown", "`-b dask` runs on the notebook's active client. Functions and lambdas defined "
+     "here travel to the workers; the results come back in order."),
+    ("code", "def square(x):\n    return x * x\n\n%pmap -b dask square range(10)"),
+    ("markdown", "What the items print comes back to the notebook, in item order."),
+    ("code", "def where(x):\n    print(f'item {x} ran on a worker')\n"
+     "    return x\n\nfound = %pmap -b dask where range(3)"),
+    ("markdown", "A failing item names itself, as on one machine."),
+    ("code", "def inv(x):\n    return 1 / x\n\n%pmap -b dask inv [1, 0, 2]",
+     ["raises-exception"]),
+    ("markdown", "`--scheduler ADDRESS` connects to a scheduler by address instead "
+     "(`%config ParMagic.scheduler = ...` sets a default)."),
+    ("code", "%pmap --scheduler {cluster.scheduler_address} square range(5)"),
+    ("code", "_parmap"),
+    ("code", "client.close()\ncluster.close()"),
+]
+
 NOTEBOOKS = {
     "quickstart.ipynb": QUICKSTART,
     "when_things_go_wrong.ipynb": WHEN_THINGS_GO_WRONG,
+    "dask.ipynb": DASK,
 }
 
 

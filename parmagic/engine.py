@@ -8,10 +8,15 @@ finish, so a failed or interrupted run keeps everything computed so far.
 import numbers
 
 from joblib import Parallel
-from joblib._parallel_backends import SequentialBackend
+from joblib._parallel_backends import (
+    LokyBackend,
+    MultiprocessingBackend,
+    SequentialBackend,
+)
 
-from . import backends
+from . import backends, cluster
 from .collect import Collector
+from .dask_run import DaskRun
 from .errors import ParmagicInputError
 from .inputs import Inputs, check_inputs, default_labels
 from .mutation import MutationCheck
@@ -22,6 +27,9 @@ from .report import ParmapRecord
 from .worker import CallOptions, inside_item
 
 ON_ERROR = ("raise", "collect")
+# Backends whose items run in the main thread of a process, where the worker
+# itself can stop an item at its time limit (see worker.time_limit).
+_ALARMED_BACKENDS = (LokyBackend, MultiprocessingBackend, SequentialBackend)
 
 
 def pmap(
@@ -35,6 +43,7 @@ def pmap(
     timeout=None,
     progress="auto",
     warn_mutation=True,
+    scheduler=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -55,8 +64,9 @@ def pmap(
         but one). None takes an enclosing ``joblib.parallel_config`` value,
         else -1.
     backend : str, default None
-        ``"loky"``, ``"threading"``, ``"multiprocessing"``, ``"sequential"``
-        or any backend registered with joblib. None takes an enclosing
+        ``"loky"``, ``"threading"``, ``"multiprocessing"``, ``"sequential"``,
+        ``"dask"`` (a dask.distributed cluster), ``"ray"`` or any backend
+        registered with joblib. None takes an enclosing
         ``joblib.parallel_config`` backend, else loky.
     batch_size : int or "auto", default "auto"
         Items sent to a worker at once.
@@ -78,6 +88,10 @@ def pmap(
         global variables: in worker processes such changes are lost, in
         threads they race. Found from the source before the run and by
         fingerprinting the globals in the workers.
+    scheduler : str, default None
+        With ``backend="dask"``: the address of the dask scheduler to run on
+        (e.g. ``"tcp://10.0.0.5:8786"``), instead of the notebook's active
+        ``distributed.Client``. Giving it implies the dask backend.
 
     Returns
     -------
@@ -103,6 +117,7 @@ def pmap(
         timeout=timeout,
         progress=progress,
         warn_mutation=warn_mutation,
+        scheduler=scheduler,
     )
     return record.results
 
@@ -119,6 +134,7 @@ def run(
     timeout=None,
     progress="auto",
     warn_mutation=True,
+    scheduler=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -136,21 +152,24 @@ def run(
     check_inputs(func, iterables, star, func_label, iterable_labels)
     settings = check_settings(
         n_jobs=n_jobs, backend=backend, batch_size=batch_size,
-        on_error=on_error, timeout=timeout, progress=progress,
+        on_error=on_error, timeout=timeout, progress=progress, scheduler=scheduler,
     )
     if inside_item():
         # A map inside a mapped function runs serially, in the worker it is
         # in: a pool per worker would oversubscribe the cores.
-        settings.update(backend="sequential", progress=False)
-    parallel = Parallel(
-        n_jobs=settings["n_jobs"],
-        backend=settings["backend"],
-        batch_size=settings["batch_size"],
-        return_as="generator" if backends.streams_results(settings["backend"]) else "list",
-    )
+        settings.update(backend="sequential", progress=False, scheduler=None)
+    with cluster.backend_for(settings["backend"], settings["scheduler"]) as backend:
+        parallel = Parallel(
+            n_jobs=settings["n_jobs"],
+            backend=backend,
+            batch_size=settings["batch_size"],
+            return_as="generator" if backends.streams_results(backend) else "list",
+        )
     isolation = _isolation(parallel)
     record = ParmapRecord(
-        _name_of(func, func_label), _backend_name(parallel), parallel._effective_n_jobs()
+        _name_of(func, func_label),
+        settings["backend"] or _backend_name(parallel),
+        parallel._effective_n_jobs(),
     )
     if on_start is not None:
         on_start(record)
@@ -165,21 +184,32 @@ def run(
         stream = LokyRun(
             parallel, func, options, settings["batch_size"], inputs.length, func_label
         )
+    elif settings["backend"] == "dask":
+        stream = DaskRun(
+            parallel._backend.client, func, options, settings["batch_size"],
+            inputs.length, record.n_jobs, func_label,
+        )
     else:
-        if isolation == "threads":  # a worker thread cannot time itself out
+        if type(parallel._backend) not in _ALARMED_BACKENDS:
+            # items run in threads (here or on a cluster), which cannot time
+            # themselves out: joblib enforces the limit from here
             parallel.timeout = settings["timeout"]
         stream = ParallelRun(parallel, func, options)
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes"
     )
-    collector.run(stream, inputs.calls())
+    try:
+        collector.run(stream, inputs.calls())
+    finally:
+        if settings["backend"] == "ray":
+            cluster.undo_ray_patch()
     return record
 
 
 def check_settings(
     *, n_jobs=None, backend=None, batch_size="auto", on_error="raise",
-    timeout=None, progress="auto",
+    timeout=None, progress="auto", scheduler=None,
 ):
     """Validate run settings before anything runs; return them normalised."""
     if on_error not in ON_ERROR:
@@ -188,6 +218,12 @@ def check_settings(
         )
     if progress not in ("auto", True, False):
         raise ParmagicInputError(f"progress must be 'auto', True or False, not {progress!r}")
+    if scheduler is not None:
+        if not isinstance(scheduler, str):
+            raise ParmagicInputError(
+                f"scheduler must be an address such as 'tcp://host:8786', not {scheduler!r}"
+            )
+        backend = "dask" if backend is None else backend  # an address means dask
     return {
         "n_jobs": backends.check_n_jobs(n_jobs),
         "backend": backends.check_backend(backend),
@@ -195,6 +231,7 @@ def check_settings(
         "on_error": on_error,
         "timeout": _check_timeout(timeout),
         "progress": progress,
+        "scheduler": scheduler,
     }
 
 

@@ -30,8 +30,12 @@ def _shared_options(magic):
             "joblib.parallel_config, else -1.")),
         argument("-b", "--backend", metavar="NAME", help=(
             "loky (processes, the default), threading, multiprocessing, "
-            "sequential, or any backend registered with joblib. "
-            "Default: ParMagic.backend, else loky.")),
+            "sequential, dask (a dask.distributed cluster), ray, or any "
+            "backend registered with joblib. Default: ParMagic.backend, else loky.")),
+        argument("--scheduler", metavar="ADDRESS", help=(
+            "With -b dask (implied when -b is not given): the dask scheduler "
+            "to run on, e.g. tcp://10.0.0.5:8786, instead of the notebook's "
+            "active distributed.Client. Default: ParMagic.scheduler.")),
         argument("-o", "--out", metavar="NAME", help=(
             "Also bind the result list to NAME in the namespace.")),
         argument("--star", action="store_true", help=(
@@ -97,6 +101,9 @@ class ParMagic(Magics):
         "else loky).")).tag(config=True)
     batch_size = Union([Unicode(), Integer()], default_value="auto", help=(
         "Default number of items sent to a worker at once, or 'auto'.")).tag(config=True)
+    scheduler = Unicode(None, allow_none=True, help=(
+        "Default dask scheduler address for -b dask (None: the notebook's "
+        "active distributed.Client).")).tag(config=True)
     timeout = Float(None, allow_none=True, help=(
         "Default per-item time limit in seconds (None: no limit).")).tag(config=True)
     on_error = Enum(("raise", "collect"), default_value="raise", help=(
@@ -138,6 +145,7 @@ class ParMagic(Magics):
             In [9]: %pmap --timeout 30 --on-error collect fit params
             In [10]: %pmap --no-progress --batch-size 100 square range(10_000)
             In [11]: %pmap -t square range(10_000)     # where did the time go?
+            In [12]: %pmap -b dask --scheduler tcp://10.0.0.5:8786 square data
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -188,9 +196,9 @@ class ParMagic(Magics):
                ...: def fetch(url):
                ...:     return requests.get(url).status_code
 
-        The options are those of ``%pmap`` (see ``%pmap?``): -n, -b, -o,
-        --star, --batch-size, --timeout, --on-error, --progress,
-        --no-progress, -t/--time and --no-warn.
+        The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
+        --scheduler, -o, --star, --batch-size, --timeout, --on-error,
+        --progress, --no-progress, -t/--time and --no-warn.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -243,9 +251,14 @@ class ParMagic(Magics):
 
     def _settings(self, options):
         """Options typed on the line, else the ParMagic config, checked."""
+        backend = _first_set(options.backend, self.backend)
+        scheduler = options.scheduler
+        if scheduler is None and backend == "dask":
+            scheduler = self.scheduler
         return engine.check_settings(
             n_jobs=_first_set(options.n_jobs, self.n_jobs),
-            backend=_first_set(options.backend, self.backend),
+            backend=backend,
+            scheduler=scheduler,
             batch_size=_first_set(options.batch_size, self.batch_size),
             on_error=_first_set(options.on_error, self.on_error),
             timeout=_first_set(options.timeout, self.timeout),

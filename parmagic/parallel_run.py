@@ -42,9 +42,15 @@ class ParallelRun:
                 "limit; a thread cannot be stopped, so it goes on in the "
                 "background until it returns, and the run ended there"
             ))
+        except Exception as exc:
+            # The backend itself failed on the next item in order (a lost
+            # connection, a task it could not send): the item gets the error
+            # and the run ends there.
+            yield Batch.failed([received], lambda: exc)
 
     def stop(self, grace):
         """Close joblib's generator, which cancels what has not started."""
         if hasattr(self._results, "close"):  # a list on backends that cannot stream
             self._results.close()
         return []
+

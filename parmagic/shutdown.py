@@ -7,8 +7,13 @@ def shutdown_workers(kill=False):
     """Stop the loky workers that parmagic and joblib keep warm between calls.
 
     The next call starts a fresh pool. ``kill=True`` terminates busy workers
-    instead of waiting for their current task.
+    instead of waiting for their current task. Connections parmagic opened
+    to dask schedulers (``--scheduler``) are closed too; the clusters and
+    the notebook's own clients are left alone.
     """
     executor = reusable_executor._executor
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=kill)
+    from .cluster import close_clients
+
+    close_clients()

@@ -78,3 +78,14 @@ def test_when_things_go_wrong_shows_each_failure_clearly():
     progress = cell_showing(notebook, "%pmap -n 2 slow [0.3]*8")
     assert "slow:" in progress and "/8 [" in progress  # the bar, as text
     assert "[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]" in progress
+
+
+def test_dask_demo_runs_on_a_local_cluster():
+    notebook = demo_runner.execute(DEMOS / "dask.ipynb", timeout=120)
+    assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in cell_showing(notebook, "def square")
+    assert "item 0 ran on a worker\nitem 1 ran on a worker\nitem 2 ran on a worker\n" in (
+        cell_showing(notebook, "def where"))
+    assert "ZeroDivisionError" in cell_showing(notebook, "def inv")
+    assert "[0, 1, 4, 9, 16]" in cell_showing(notebook, "%pmap --scheduler")
+    (record,) = [shown(c) for c in notebook.cells if c.get("source") == "_parmap"]
+    assert "dask backend, n_jobs=2" in record

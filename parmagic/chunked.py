@@ -1,0 +1,227 @@
+"""Running a map as chunks submitted to futures: the loop shared by the loky
+pool (``pool.LokyRun``) and a dask cluster (``dask_run.DaskRun``).
+
+Chunks are submitted up to an in-flight limit and collected with a wait that
+wakes as soon as one finishes (never a polling sleep). Each finished chunk is
+a ``Batch``; what a worker could not report itself (a dead worker, something
+that cannot be pickled, an item past its time limit) is turned into failed
+items here or in the subclass.
+"""
+
+import math
+import time
+
+from . import pickling
+from .errors import ItemTimeoutError
+from .worker import Batch
+
+# Chunks in flight per worker: enough to keep workers busy while results
+# travel back, small enough that a generator is read only a little ahead.
+_IN_FLIGHT_PER_WORKER = 2
+# Adaptive chunking: aim for chunks of this many seconds, up to _MAX_CHUNK items.
+_TARGET_CHUNK_SECONDS = 0.05
+_MAX_CHUNK = 1024
+
+
+class ChunkSizer:
+    """Items per chunk. "auto" starts at one item and doubles while chunks
+    come back quickly, so slow items travel one by one (each result, and
+    each interrupt, is per item) while tiny items soon travel in bulk. With
+    a known length, a chunk is at most a quarter of each worker's share."""
+
+    def __init__(self, batch_size, n_items, n_workers):
+        self.fixed = batch_size != "auto"
+        self.size = batch_size if self.fixed else 1
+        self.limit = _MAX_CHUNK
+        if n_items is not None:
+            self.limit = max(1, min(_MAX_CHUNK, math.ceil(n_items / (4 * n_workers))))
+
+    def observe(self, n_items, seconds):
+        """Grow towards chunks of _TARGET_CHUNK_SECONDS after a full chunk
+        came back faster than that (``seconds`` includes queueing, so the
+        estimate errs towards smaller chunks)."""
+        if self.fixed or n_items < self.size or seconds >= _TARGET_CHUNK_SECONDS:
+            return
+        fitting = int(_TARGET_CHUNK_SECONDS * n_items / max(seconds, 1e-6))
+        self.size = min(max(self.size * 2, fitting), self.limit)
+
+
+def _chunks(calls, sizer):
+    while True:
+        chunk = []
+        for call in calls:
+            chunk.append(call)
+            if len(chunk) >= sizer.size:
+                break
+        if not chunk:
+            return
+        yield chunk
+
+
+class ChunkedRun:
+    """One map as chunks on futures. ``outcomes`` yields a ``Batch`` per
+    finished chunk (not in input order); ``stop`` ends the run.
+
+    With a time limit, items go one at a time and one per worker, so each
+    is running from the moment it is submitted and a stuck one can be found.
+    Subclasses say how to submit, wait, and deal with their own failures.
+    """
+
+    def __init__(self, func, options, batch_size, n_items, n_workers, func_label):
+        self.func = func
+        self.options = options
+        self.func_label = func_label
+        timed = options.timeout is not None
+        self.max_pending = n_workers * (1 if timed else _IN_FLIGHT_PER_WORKER)
+        self.sizer = ChunkSizer(1 if timed else batch_size, n_items, n_workers)
+        self.pending = {}  # future -> (chunk, submit time)
+        self.retry = []  # chunks to submit again
+
+    # -- what subclasses provide ----------------------------------------------
+    def _submit(self, chunk):
+        """Submit a chunk; return its future."""
+        raise NotImplementedError
+
+    def _wait(self, futures, timeout):
+        """The futures that finish first (within ``timeout``), as a set."""
+        raise NotImplementedError
+
+    def _submit_failed(self, exc, chunk):
+        """Batches for a chunk whose submission raised ``exc``."""
+        raise NotImplementedError
+
+    def _failed(self, exc, chunk):
+        """Batches for a chunk whose future raised ``exc``."""
+        raise NotImplementedError
+
+    def _abandon(self):
+        """Stop whatever the workers are still running for this run."""
+
+    def _release(self):
+        """Free what the run held (temporary folders...)."""
+
+    def _hard_limit(self):
+        """Seconds after submission at which a chunk counts as stuck."""
+        return self.options.timeout
+
+    def _stop_stuck(self, stuck):
+        """Deal with stuck futures (already removed from ``pending``);
+        return the message their items fail with."""
+        raise NotImplementedError
+
+    # -- the loop ---------------------------------------------------------------
+    def outcomes(self, calls):
+        __tracebackhide__ = True
+        chunks = _chunks(iter(calls), self.sizer)
+        try:
+            while True:
+                refused = self._fill(chunks)
+                if refused is not None:
+                    yield from self._submit_failed(*refused)
+                    continue
+                if not self.pending:
+                    return
+                done = self._wait(list(self.pending), self._wait_timeout())
+                if not done:
+                    yield from self._expire_stuck()
+                for future in done:
+                    if future in self.pending:  # not already settled meanwhile
+                        yield from self._settle(future)
+        except KeyboardInterrupt:
+            self._abandon()  # busy workers would delay the next call
+            raise
+
+    def stop(self, grace):
+        """Stop submitting, cancel what has not started, give running chunks
+        ``grace`` seconds, stop the workers if some are still busy, and
+        return the outcomes of chunks that finished meanwhile."""
+        self.retry.clear()
+        for future in self.pending:
+            future.cancel()
+        running = [future for future in self.pending if not future.cancelled()]
+        if running and grace:
+            self._wait_all(running, grace)
+        finished = [
+            future.result()
+            for future in running
+            if future.done() and not future.cancelled() and future.exception() is None
+        ]
+        if any(not future.done() for future in running):
+            self._abandon()
+        self.pending.clear()
+        self._release()
+        return finished
+
+    def _wait_all(self, futures, timeout):
+        deadline = time.perf_counter() + timeout
+        remaining = list(futures)
+        while remaining and time.perf_counter() < deadline:
+            done = self._wait(remaining, deadline - time.perf_counter())
+            remaining = [future for future in remaining if future not in done]
+
+    def _fill(self, chunks):
+        """Submit chunks up to the in-flight limit; return (error, chunk) if
+        a submission was refused."""
+        while len(self.pending) < self.max_pending:
+            chunk = self.retry.pop() if self.retry else next(chunks, None)
+            if chunk is None:
+                return None
+            try:
+                future = self._submit(chunk)
+            except Exception as exc:
+                return exc, chunk
+            self.pending[future] = (chunk, time.perf_counter())
+        return None
+
+    def _settle(self, future):
+        chunk, submitted = self.pending.pop(future)
+        try:
+            outcomes = future.result()
+        except Exception as exc:
+            yield from self._failed(exc, chunk)
+            return
+        self.sizer.observe(len(chunk), time.perf_counter() - submitted)
+        yield outcomes
+
+    def _unsendable(self, chunk):
+        """The chunk could not be pickled: name the culprit. An unpicklable
+        function ends the run; unpicklable items fail, the rest go again."""
+        __tracebackhide__ = True
+        error = pickling.function_error(self.func, self.func_label)
+        if error is not None:
+            raise error from None
+        failed, sendable = Batch(), []
+        for index, args in chunk:
+            error = pickling.item_error(index, args[0] if len(args) == 1 else args, args)
+            if error is None:
+                sendable.append((index, args))
+            else:
+                failed.indices.append(index)
+                failed.values.append(None)
+                failed.failures[index] = (error, [])
+        if not failed:  # only the combination fails: report the whole chunk
+            error = pickling.item_error(chunk[0][0], [a for _, a in chunk], chunk)
+            failed = Batch.failed((index for index, _ in chunk), lambda: error)
+            sendable = []
+        if sendable:
+            self.retry.append(sendable)
+        yield failed
+
+    # -- time limits ------------------------------------------------------------
+    def _wait_timeout(self):
+        if self.options.timeout is None:
+            return None
+        oldest = min(submitted for _, submitted in self.pending.values())
+        return max(0.0, oldest + self._hard_limit() - time.perf_counter())
+
+    def _expire_stuck(self):
+        now = time.perf_counter()
+        stuck = [
+            future for future, (_, submitted) in self.pending.items()
+            if not future.done() and now - submitted >= self._hard_limit()
+        ]
+        if not stuck:
+            return
+        items = [index for future in stuck for index, _ in self.pending.pop(future)[0]]
+        message = yield from self._stop_stuck(stuck)
+        yield Batch.failed(items, lambda: ItemTimeoutError(message))

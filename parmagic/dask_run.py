@@ -1,0 +1,86 @@
+"""Running a map on a dask.distributed cluster.
+
+joblib's ``"dask"`` backend finds the client and the cluster's size, but its
+result loop sleeps between polls and waits forever when the scheduler gives
+up on a task whose workers keep dying. Here chunks are submitted to the
+client directly (see ``chunked.ChunkedRun``) and collected with
+``distributed.wait``, which wakes when one finishes.
+
+When a worker dies mid-run the scheduler moves its tasks to the other
+workers: a transparent retry. A task whose workers keep dying (more than
+``distributed.scheduler.allowed-failures`` times) fails with the scheduler's
+``KilledWorker``, reported as a ``WorkerCrashError`` naming its items. A
+running dask task cannot be stopped: past its time limit an item fails and
+its task is released, but its thread runs on until it returns.
+"""
+
+import pickle
+import uuid
+
+from .chunked import ChunkedRun
+from .errors import WorkerCrashError
+from .worker import Batch, Chunk
+
+
+class DaskRun(ChunkedRun):
+    """One map on the cluster of ``client``."""
+
+    def __init__(self, client, func, options, batch_size, n_items, n_workers, func_label):
+        self.client = client
+        super().__init__(func, options, batch_size, n_items, n_workers, func_label)
+
+    def _submit(self, chunk):
+        # a readable task name on the dashboard: function and first item
+        name = getattr(self.func, "__name__", "func").replace("<", "").replace(">", "")
+        key = f"parmap-{name}-{chunk[0][0]}-{uuid.uuid4().hex[:12]}"
+        return self.client.submit(Chunk(self.func, chunk, self.options), key=key, pure=False)
+
+    def _wait(self, futures, timeout):
+        from distributed import wait
+
+        try:
+            return wait(futures, timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return set()
+
+    def _submit_failed(self, exc, chunk):
+        if not _is_pickling_error(exc):
+            raise exc
+        yield from self._unsendable(chunk)
+
+    def _failed(self, exc, chunk):
+        indices = [index for index, _ in chunk]
+        if type(exc).__name__ == "KilledWorker":
+            message = (
+                f"the cluster worker running {_items(indices)} died, and again each "
+                f"time the scheduler retried ({exc}). The notebook is fine; an item "
+                "may crash its worker (segfault, memory), or the worker was killed "
+                "from outside."
+            )
+            yield Batch.failed(indices, lambda: WorkerCrashError(message, indices))
+        elif _is_pickling_error(exc):
+            yield from self._unsendable(chunk)
+        else:  # the task could not run at all (e.g. unpickling on the worker)
+            yield Batch.failed(indices, lambda: exc)
+
+    def _abandon(self):
+        self.client.cancel(list(self.pending))
+
+    def _stop_stuck(self, stuck):
+        self.client.cancel(stuck)
+        return (
+            f"the item ran longer than its {self.options.timeout:g} s time limit; "
+            "a running dask task cannot be stopped, so it goes on in its worker "
+            "until it returns"
+        )
+        yield  # a generator, like the other _stop_stuck
+
+
+def _is_pickling_error(exc):
+    return isinstance(exc, pickle.PicklingError) or "pickle" in str(exc).lower()
+
+
+def _items(indices):
+    shown = ", ".join(map(str, indices[:10]))
+    more = f" and {len(indices) - 10} more" if len(indices) > 10 else ""
+    return f"item{'s' if len(indices) > 1 else ''} {shown}{more}"
