@@ -82,7 +82,7 @@ DASK = [
      "address to `Client(...)` or to `--scheduler`."),
     ("code", "%load_ext parmagic\nfrom distributed import Client, LocalCluster\n\n"
      "cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,\n"
-     "                       host='127.0.0.1', dashboard_address=None)\n"
+     "                       host='127.0.0.1', dashboard_address=':0')\n"
      "client = Client(cluster)"),
     ("markdown", "`-b dask` runs on the notebook's active client. Functions and lambdas defined "
      "here travel to the workers; the results come back in order."),
@@ -111,9 +111,9 @@ def build(cells, name):
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {
         "name": "python3", "display_name": "Python 3", "language": "python"}
-    for kind, source, *tags in cells:
+    for number, (kind, source, *tags) in enumerate(cells):
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        notebook.cells.append(make(source))
+        notebook.cells.append(make(source, id=f"cell-{number}"))  # stable ids, quiet diffs
         if tags:
             notebook.cells[-1].metadata["tags"] = tags[0]
     path = Path(__file__).with_name(name)

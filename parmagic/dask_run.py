@@ -27,7 +27,8 @@ class DaskRun(ChunkedRun):
 
     def __init__(self, client, func, options, batch_size, n_items, n_workers, func_label):
         self.client = client
-        super().__init__(func, options, batch_size, n_items, n_workers, func_label)
+        # a cluster without workers yet still takes tasks: they wait for one
+        super().__init__(func, options, batch_size, n_items, max(1, n_workers), func_label)
 
     def _submit(self, chunk):
         # a readable task name on the dashboard: function and first item

@@ -158,13 +158,7 @@ def run(
         # A map inside a mapped function runs serially, in the worker it is
         # in: a pool per worker would oversubscribe the cores.
         settings.update(backend="sequential", progress=False, scheduler=None)
-    with cluster.backend_for(settings["backend"], settings["scheduler"]) as backend:
-        parallel = Parallel(
-            n_jobs=settings["n_jobs"],
-            backend=backend,
-            batch_size=settings["batch_size"],
-            return_as="generator" if backends.streams_results(backend) else "list",
-        )
+    parallel = _parallel(settings)
     isolation = _isolation(parallel)
     record = ParmapRecord(
         _name_of(func, func_label),
@@ -180,21 +174,7 @@ def run(
         return record
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"])
-    if uses_loky_pool(parallel):
-        stream = LokyRun(
-            parallel, func, options, settings["batch_size"], inputs.length, func_label
-        )
-    elif settings["backend"] == "dask":
-        stream = DaskRun(
-            parallel._backend.client, func, options, settings["batch_size"],
-            inputs.length, record.n_jobs, func_label,
-        )
-    else:
-        if type(parallel._backend) not in _ALARMED_BACKENDS:
-            # items run in threads (here or on a cluster), which cannot time
-            # themselves out: joblib enforces the limit from here
-            parallel.timeout = settings["timeout"]
-        stream = ParallelRun(parallel, func, options)
+    stream = _stream(parallel, settings, func, options, inputs.length, func_label)
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes"
@@ -205,6 +185,34 @@ def run(
         if settings["backend"] == "ray":
             cluster.undo_ray_patch()
     return record
+
+
+def _parallel(settings):
+    """The ``joblib.Parallel`` that configures the backend (and runs it,
+    except on the loky and dask paths)."""
+    with cluster.backend_for(settings["backend"], settings["scheduler"]) as backend:
+        return Parallel(
+            n_jobs=settings["n_jobs"],
+            backend=backend,
+            batch_size=settings["batch_size"],
+            return_as="generator" if backends.streams_results(backend) else "list",
+        )
+
+
+def _stream(parallel, settings, func, options, n_items, func_label):
+    """Where the items run: the loky pool, a dask client, or joblib."""
+    if uses_loky_pool(parallel):
+        return LokyRun(parallel, func, options, settings["batch_size"], n_items, func_label)
+    if settings["backend"] == "dask":
+        return DaskRun(
+            parallel._backend.client, func, options, settings["batch_size"], n_items,
+            parallel._effective_n_jobs(), func_label,
+        )
+    if type(parallel._backend) not in _ALARMED_BACKENDS:
+        # items run in threads (here or on a cluster), which cannot time
+        # themselves out: joblib enforces the limit from here
+        parallel.timeout = settings["timeout"]
+    return ParallelRun(parallel, func, options)
 
 
 def check_settings(
