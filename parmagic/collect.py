@@ -12,7 +12,7 @@ import contextlib
 from . import capture, tracebacks
 from .errors import WorkerCrashError, describe_item_failure, short_repr
 from .timing import LoadSampler
-from .worker import RemoteTraceback
+from .worker import Batch, RemoteTraceback
 
 # Seconds that items already running get to finish when a run stops early,
 # so their results are kept; workers still busy after that are stopped.
@@ -25,7 +25,8 @@ _SAMPLE_AFTER = 0.05
 class Collector:
     """Consumes one run's outcome stream into ``record``."""
 
-    def __init__(self, record, inputs, func, check, on_error, bar, items_run_here):
+    def __init__(self, record, inputs, func, check, on_error, bar, items_run_here,
+                 cache=None):
         self.record = record
         self.inputs = inputs
         self.func = func
@@ -33,6 +34,7 @@ class Collector:
         self.on_error = on_error
         self.bar = bar
         self.items_run_here = items_run_here  # threads of this process
+        self.cache = cache  # a cache.ResultCache, or None
         self.output = OrderedOutput(bar.print)
         # Samples busy threads for the -t advice, from the first result that
         # comes after _SAMPLE_AFTER seconds: shorter runs pay nothing for it.
@@ -100,6 +102,12 @@ class Collector:
                 self.load.start()
         items = self.inputs.finished(batch.indices, batch.failures)
         record.add_batch(batch.indices, batch.values, batch.failures)
+        if self.cache is not None:
+            for index, value in zip(batch.indices, batch.values):
+                if index in batch.failures:
+                    self.cache.forget(index)
+                else:
+                    self.cache.store(index, value)
         for index, parts in batch.outputs.items():
             record.add_output(index, parts)
             self.output.add(index, parts)
@@ -111,6 +119,11 @@ class Collector:
         if self.output.waiting:
             self.output.flush_ready(record)
         return failure
+
+    def store_cached(self, index, value):
+        """An item whose result came from the cache."""
+        self.record.n_cached += 1
+        self._store(Batch([index], [value]))
 
     def _item_error(self, index, item, error, frames):
         text = tracebacks.render(frames, error, self.func)

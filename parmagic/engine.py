@@ -15,6 +15,7 @@ from joblib._parallel_backends import (
 )
 
 from . import backends, cluster
+from .cache import ResultCache, cached_calls
 from .collect import Collector
 from .dask_run import DaskRun
 from .errors import ParmagicInputError
@@ -44,6 +45,7 @@ def pmap(
     progress="auto",
     warn_mutation=True,
     scheduler=None,
+    cache=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -92,6 +94,11 @@ def pmap(
         With ``backend="dask"``: the address of the dask scheduler to run on
         (e.g. ``"tcp://10.0.0.5:8786"``), instead of the notebook's active
         ``distributed.Client``. Giving it implies the dask backend.
+    cache : str or path, default None
+        A folder where each finished item's result is stored as it arrives.
+        A rerun of the same function (same code, same globals it reads) on
+        the same items takes them from there and computes only the rest:
+        after an interrupt, a crash or a kernel restart.
 
     Returns
     -------
@@ -118,6 +125,7 @@ def pmap(
         progress=progress,
         warn_mutation=warn_mutation,
         scheduler=scheduler,
+        cache=cache,
     )
     return record.results
 
@@ -135,6 +143,7 @@ def run(
     progress="auto",
     warn_mutation=True,
     scheduler=None,
+    cache=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -176,11 +185,16 @@ def run(
     options = CallOptions(check.active, True, settings["timeout"])
     stream = _stream(parallel, settings, func, options, inputs.length, func_label)
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
+    results = ResultCache(cache, func) if cache is not None else None
     collector = Collector(
-        record, inputs, func, check, settings["on_error"], bar, isolation != "processes"
+        record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
+        results,
     )
+    calls = inputs.calls()
+    if results is not None:
+        calls = cached_calls(calls, results, collector.store_cached)
     try:
-        collector.run(stream, inputs.calls())
+        collector.run(stream, calls)
     finally:
         if settings["backend"] == "ray":
             cluster.undo_ray_patch()

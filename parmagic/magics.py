@@ -56,6 +56,11 @@ def _shared_options(magic):
                  help=(
             "Never show a progress bar. Default: shown once a run has lasted "
             "a second (ParMagic.progress = False turns it off).")),
+        argument("--cache", metavar="DIR", help=(
+            "Store each finished item's result in DIR as it arrives; a rerun "
+            "of the same function on the same items (after an interrupt, a "
+            "crash or a kernel restart) computes only what is missing. "
+            "Default: ParMagic.cache_dir (none).")),
         argument("-t", "--time", action="store_true", help=(
             "After the run, print where the time went: wall time, worker CPU, "
             "speedup, dispatch overhead, and advice when parallelism did not "
@@ -104,6 +109,8 @@ class ParMagic(Magics):
     scheduler = Unicode(None, allow_none=True, help=(
         "Default dask scheduler address for -b dask (None: the notebook's "
         "active distributed.Client).")).tag(config=True)
+    cache_dir = Unicode(None, allow_none=True, help=(
+        "Default folder for --cache (None: no caching).")).tag(config=True)
     timeout = Float(None, allow_none=True, help=(
         "Default per-item time limit in seconds (None: no limit).")).tag(config=True)
     on_error = Enum(("raise", "collect"), default_value="raise", help=(
@@ -146,6 +153,7 @@ class ParMagic(Magics):
             In [10]: %pmap --no-progress --batch-size 100 square range(10_000)
             In [11]: %pmap -t square range(10_000)     # where did the time go?
             In [12]: %pmap -b dask --scheduler tcp://10.0.0.5:8786 square data
+            In [13]: %pmap --cache ~/.cache/fits fit params      # resumable
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -198,7 +206,7 @@ class ParMagic(Magics):
 
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
-        --progress, --no-progress, -t/--time and --no-warn.
+        --progress, --no-progress, --cache, -t/--time and --no-warn.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -284,6 +292,7 @@ class ParMagic(Magics):
                 **settings,
                 star=options.star,
                 warn_mutation=self.warn_mutation and not options.no_warn,
+                cache=_first_set(options.cache, self.cache_dir),
                 labels=labels,
                 func_source=func_src,
                 on_start=publish,

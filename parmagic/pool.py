@@ -79,11 +79,12 @@ class LokyRun(ChunkedRun):
 
     def __init__(self, parallel, func, options, batch_size, n_items, func_label):
         self.parallel = parallel
-        self.executor, n_workers = _executor_for(parallel)
+        self.executor = None  # acquired with the first chunk (none if all are cached)
+        n_workers = parallel._backend.effective_n_jobs(parallel.n_jobs)
         super().__init__(func, options, batch_size, n_items, n_workers, func_label)
 
     def _submit(self, chunk):
-        if self.executor is None:  # the last one crashed or was stopped
+        if self.executor is None:  # the first chunk, or the last pool died
             self.executor, _ = _executor_for(self.parallel)
         use_this_runs_folder = functools.partial(
             self.executor._temp_folder_manager.set_current_context, self.parallel._id)

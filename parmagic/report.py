@@ -83,6 +83,8 @@ class ParmapRecord:
         Notebook globals the function changes (see ``GlobalMutationWarning``).
     n_finished : int
         How many items have a result.
+    n_cached : int
+        How many of those came from the ``cache`` folder.
     """
 
     def __init__(self, func_name, backend, n_jobs):
@@ -99,6 +101,7 @@ class ParmapRecord:
         self.load_samples = []  # busy threads on the machine, see timing.py
         self.changed_globals = []
         self.n_finished = 0
+        self.n_cached = 0
         self._output_parts = {}
         self._started = time.perf_counter()
         self.started_at = time.time()
@@ -176,8 +179,9 @@ class ParmapRecord:
         changed = [("globals changed", ", ".join(self.changed_globals) + " (see the "
                     "GlobalMutationWarning)")] if self.changed_globals else []
         return [
-            ("items", f"{len(self.results)} read, {self.n_finished} finished, "
-                      f"{len(self.errors)} failed"),
+            ("items", f"{len(self.results)} read, {self.n_finished} finished"
+                      + (f" ({self.n_cached} from the cache)" if self.n_cached else "")
+                      + f", {len(self.errors)} failed"),
             ("where", f"{self.backend} backend, n_jobs={self.n_jobs}"),
             ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
             ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "

@@ -1,0 +1,146 @@
+"""--cache: results kept on disk as they arrive, reruns compute only what is
+missing, and anything that changes the function or damages an entry means
+computing again."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from parmagic import ParmagicInputError, run
+from parmagic.cache import ResultCache
+
+
+def make_counted(log_path, code="x * 2", extra_globals=None):
+    """A notebook-like function that logs each computed item to a file
+    (workers append, so the test can count what was recomputed)."""
+    namespace = {"os": os, "time": time, "LOG": str(log_path), **(extra_globals or {})}
+    exec(
+        "def work(x):\n"
+        "    with open(LOG, 'a') as log:\n"
+        "        log.write(f'{x}\\n')\n"
+        f"    return {code}\n",
+        namespace,
+    )
+    return namespace["work"]
+
+
+def computed(log_path):
+    if not log_path.exists():
+        return []
+    return sorted(int(line) for line in log_path.read_text().split())
+
+
+def cached_run(func, items, cache, **options):
+    records = []
+    try:
+        run(func, [items], n_jobs=2, cache=cache, progress=False,
+            on_start=records.append, **options)
+    except Exception as exc:  # noqa: BLE001 - the test looks at the record
+        return records[0], exc
+    return records[0], None
+
+
+def test_a_rerun_takes_finished_items_from_the_cache(tmp_path):
+    log = tmp_path / "log"
+    work = make_counted(log)
+    record, _ = cached_run(work, range(6), tmp_path / "cache")
+    assert record.results == [0, 2, 4, 6, 8, 10] and record.n_cached == 0
+    record, _ = cached_run(work, range(9), tmp_path / "cache")
+    assert record.results == [x * 2 for x in range(9)]
+    assert record.n_cached == 6
+    assert computed(log) == [0, 1, 2, 3, 4, 5, 6, 7, 8]  # 6, 7, 8 once, the rest once
+    assert "6 from the cache" in repr(record)
+
+
+def test_after_a_failure_only_the_missing_items_are_computed(tmp_path):
+    log = tmp_path / "log"
+    work = make_counted(log, code="1 // (x - 3) if x == 3 else x")
+    record, error = cached_run(work, range(8), tmp_path / "cache", batch_size=1)
+    assert isinstance(error, ZeroDivisionError)
+    done_before = {i for i, value in enumerate(record.results) if value == i}
+    fixed = make_counted(log, code="x")  # the fix changes the code: a new cache
+    record, error = cached_run(fixed, range(8), tmp_path / "cache")
+    assert error is None and record.n_cached == 0
+    log.unlink()
+    record, _ = cached_run(fixed, range(8), tmp_path / "cache")
+    assert record.n_cached == 8 and computed(log) == []
+    assert done_before  # the failing run kept what had finished
+
+
+def test_failed_items_are_not_cached(tmp_path):
+    log = tmp_path / "log"
+    work = make_counted(log, code="1 / x")
+    cached_run(work, [1, 0, 2], tmp_path / "cache", on_error="collect")
+    log.unlink()
+    record, error = cached_run(work, [1, 0, 2], tmp_path / "cache", on_error="collect")
+    assert record.n_cached == 2 and computed(log) == [0]  # only the failure again
+
+
+def test_changing_code_globals_or_closures_invalidates(tmp_path):
+    log = tmp_path / "log"
+    cache = tmp_path / "cache"
+    cached_run(make_counted(log, "x + OFFSET", {"OFFSET": 1}), range(3), cache)
+    record, _ = cached_run(make_counted(log, "x + OFFSET", {"OFFSET": 1}), range(3), cache)
+    assert record.n_cached == 3  # the same code and globals: hits
+    record, _ = cached_run(make_counted(log, "x + OFFSET", {"OFFSET": 2}), range(3), cache)
+    assert record.n_cached == 0 and record.results == [2, 3, 4]
+    record, _ = cached_run(make_counted(log, "x - OFFSET", {"OFFSET": 2}), range(3), cache)
+    assert record.n_cached == 0 and record.results == [-2, -1, 0]
+
+    def closure(step):
+        return lambda x: x * step
+
+    cached_run(closure(2), range(3), cache)
+    record, _ = cached_run(closure(3), range(3), cache)
+    assert record.n_cached == 0 and record.results == [0, 3, 6]
+
+
+def test_damaged_entries_are_recomputed_never_returned(tmp_path):
+    log = tmp_path / "log"
+    work = make_counted(log)
+    cache = tmp_path / "cache"
+    cached_run(work, range(4), cache)
+    (folder,) = cache.iterdir()
+    entries = sorted(folder.iterdir())
+    entries[0].write_bytes(entries[0].read_bytes()[:-3])  # truncated
+    data = bytearray(entries[1].read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit
+    entries[1].write_bytes(bytes(data))
+    entries[2].write_bytes(b"")  # empty
+    log.unlink()
+    record, _ = cached_run(work, range(4), cache)
+    assert record.results == [0, 2, 4, 6]
+    assert record.n_cached == 1 and len(computed(log)) == 3
+
+
+def test_numpy_items_are_keyed_by_content(tmp_path):
+    cache = tmp_path / "cache"
+    arrays = [np.arange(10.0) * i for i in range(3)]
+    cached_run(np.sum, arrays, cache)
+    record, _ = cached_run(np.sum, [a.copy() for a in arrays], cache)
+    assert record.n_cached == 3
+    record, _ = cached_run(np.sum, [a + 1 for a in arrays], cache)
+    assert record.n_cached == 0
+
+
+def test_a_cache_path_that_is_a_file_is_an_input_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ParmagicInputError, match="cannot use .* as a cache folder"):
+        run(abs, [[1]], cache=blocker / "cache")
+
+
+def test_results_that_cannot_be_pickled_are_simply_not_cached(tmp_path):
+    import threading
+
+    from parmagic.cache import _MISSING
+
+    cache = ResultCache(tmp_path, abs)
+    assert cache.lookup(0, (1,)) is _MISSING  # a miss remembers the key
+    cache.store(0, threading.Lock())
+    assert list(cache.folder.iterdir()) == []
+    cache.lookup(1, (2,))
+    cache.store(1, 2)
+    assert cache.lookup(1, (2,)) == 2
