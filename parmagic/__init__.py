@@ -18,6 +18,8 @@ import importlib
 _EXPORTS = {
     "pmap": "engine",
     "run": "engine",
+    "start": "engine",
+    "BackgroundRun": "background",
     "ParmapRecord": "report",
     "NOT_COMPUTED": "report",
     "ParmagicInputError": "errors",

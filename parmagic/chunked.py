@@ -12,6 +12,7 @@ import math
 import time
 
 from . import pickling
+from .background import RunCancelled
 from .errors import ItemTimeoutError
 from .worker import Batch
 
@@ -21,6 +22,8 @@ _IN_FLIGHT_PER_WORKER = 2
 # Adaptive chunking: aim for chunks of this many seconds, up to _MAX_CHUNK items.
 _TARGET_CHUNK_SECONDS = 0.05
 _MAX_CHUNK = 1024
+# How often a background run, while waiting, checks whether it was cancelled.
+_CANCEL_CHECK = 0.1
 
 
 class ChunkSizer:
@@ -76,6 +79,7 @@ class ChunkedRun:
         self.sizer = ChunkSizer(1 if timed else batch_size, n_items, n_workers)
         self.pending = {}  # future -> (chunk, submit time)
         self.retry = []  # chunks to submit again
+        self.cancel = None  # a threading.Event: stop when set (background runs)
 
     # -- what subclasses provide ----------------------------------------------
     def _submit(self, chunk):
@@ -122,7 +126,9 @@ class ChunkedRun:
                 if not self.pending:
                     return
                 done = self._wait(list(self.pending), self._wait_timeout())
-                if not done:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise RunCancelled()
+                if not done and self.options.timeout is not None:
                     yield from self._expire_stuck()
                 for future in done:
                     if future in self.pending:  # not already settled meanwhile
@@ -209,10 +215,12 @@ class ChunkedRun:
 
     # -- time limits ------------------------------------------------------------
     def _wait_timeout(self):
+        tick = None if self.cancel is None else _CANCEL_CHECK
         if self.options.timeout is None:
-            return None
+            return tick
         oldest = min(submitted for _, submitted in self.pending.values())
-        return max(0.0, oldest + self._hard_limit() - time.perf_counter())
+        limit = max(0.0, oldest + self._hard_limit() - time.perf_counter())
+        return limit if tick is None else min(limit, tick)
 
     def _expire_stuck(self):
         now = time.perf_counter()

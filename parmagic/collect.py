@@ -11,6 +11,7 @@ import contextlib
 
 from . import capture, tracebacks
 from .errors import WorkerCrashError, describe_item_failure, short_repr
+from .background import RunCancelled
 from .timing import LoadSampler
 from .worker import Batch, RemoteTraceback
 
@@ -26,7 +27,7 @@ class Collector:
     """Consumes one run's outcome stream into ``record``."""
 
     def __init__(self, record, inputs, func, check, on_error, bar, items_run_here,
-                 cache=None):
+                 cache=None, cancel=None):
         self.record = record
         self.inputs = inputs
         self.func = func
@@ -35,6 +36,7 @@ class Collector:
         self.bar = bar
         self.items_run_here = items_run_here  # threads of this process
         self.cache = cache  # a cache.ResultCache, or None
+        self.cancel = cancel  # a threading.Event set to stop the run, or None
         self.output = OrderedOutput(bar.print)
         # Samples busy threads for the -t advice, from the first result that
         # comes after _SAMPLE_AFTER seconds: shorter runs pay nothing for it.
@@ -53,10 +55,10 @@ class Collector:
                 raise self._group()
             status = "done"
         except KeyboardInterrupt as interrupt:
-            status = "interrupted"
+            status = "cancelled" if isinstance(interrupt, RunCancelled) else "interrupted"
             self._stop(stream, grace=0)
             interrupt.add_note(
-                f"parmagic: interrupted; {self._finished_text()} and are kept in "
+                f"parmagic: {status}; {self._finished_text()} and are kept in "
                 "the run record (_parmap.results in IPython)"
             )
             raise
@@ -76,6 +78,8 @@ class Collector:
         with contextlib.closing(stream.outcomes(calls)) as batches:
             for batch in batches:
                 failure = self._store(batch)
+                if self.cancel is not None and self.cancel.is_set():
+                    raise RunCancelled()
                 if failure is not None and self.on_error == "raise":
                     self._stop(stream, grace=STOP_GRACE)
                     index, item, error = failure

@@ -15,6 +15,7 @@ from joblib._parallel_backends import (
 )
 
 from . import backends, cluster
+from .background import BackgroundRun
 from .cache import ResultCache, cached_calls
 from .collect import Collector
 from .dask_run import DaskRun
@@ -147,6 +148,7 @@ def run(
     labels=None,
     func_source=None,
     on_start=None,
+    cancel=None,
 ):
     """Run the map and return its :class:`ParmapRecord` (options as ``pmap``).
 
@@ -155,6 +157,8 @@ def run(
     source when ``inspect`` cannot find it (a lambda typed in a magic).
     ``on_start`` is called with the record before any item runs, so a caller
     can publish it and still see partial results if the run fails.
+    ``cancel`` is a ``threading.Event`` that stops the run when set (see
+    :func:`start`).
     """
     __tracebackhide__ = True
     func_label, *iterable_labels = labels or default_labels(len(iterables))
@@ -169,26 +173,28 @@ def run(
         settings.update(backend="sequential", progress=False, scheduler=None)
     parallel = _parallel(settings)
     isolation = _isolation(parallel)
+    inputs = Inputs(iterables, star)
     record = ParmapRecord(
         _name_of(func, func_label),
         settings["backend"] or _backend_name(parallel),
         parallel._effective_n_jobs(),
+        inputs.length,
     )
     if on_start is not None:
         on_start(record)
 
-    inputs = Inputs(iterables, star)
     if not inputs.has_items():  # empty input: no worker is started
         record.finish("done")
         return record
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"])
     stream = _stream(parallel, settings, func, options, inputs.length, func_label)
+    stream.cancel = cancel
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func) if cache is not None else None
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
-        results,
+        results, cancel,
     )
     calls = inputs.calls()
     if results is not None:
@@ -227,6 +233,26 @@ def _stream(parallel, settings, func, options, n_items, func_label):
         # themselves out: joblib enforces the limit from here
         parallel.timeout = settings["timeout"]
     return ParallelRun(parallel, func, options)
+
+
+def start(func, *iterables, on_done=None, **options):
+    """Start ``pmap(func, *iterables, **options)`` in a background thread and
+    return its :class:`~parmagic.background.BackgroundRun` at once: its repr
+    shows live progress; ``wait()``, ``result()`` and ``cancel()`` control
+    it. ``on_done(handle)`` runs (in that thread) when the run succeeds.
+    There is no progress bar: the handle shows the progress.
+
+    >>> handle = start(abs, [-1, -2], n_jobs=2)
+    >>> handle.result()
+    [1, 2]
+    """
+    __tracebackhide__ = True
+    options["progress"] = False
+
+    def start_run(on_start, cancel):
+        run(func, iterables, on_start=on_start, cancel=cancel, **options)
+
+    return BackgroundRun(start_run, on_done)
 
 
 def check_settings(

@@ -61,6 +61,11 @@ def _shared_options(magic):
             "of the same function on the same items (after an interrupt, a "
             "crash or a kernel restart) computes only what is missing. "
             "Default: ParMagic.cache_dir (none).")),
+        argument("--bg", action="store_true", help=(
+            "Run in the background and return a handle at once (also _parmap): "
+            "its repr shows live progress; .wait(), .result() (raises the "
+            "run's error, if any) and .cancel() control it. -o NAME is bound "
+            "when the run finishes. No progress bar: the handle shows it.")),
         argument("-t", "--time", action="store_true", help=(
             "After the run, print where the time went: wall time, worker CPU, "
             "speedup, dispatch overhead, and advice when parallelism did not "
@@ -154,6 +159,7 @@ class ParMagic(Magics):
             In [11]: %pmap -t square range(10_000)     # where did the time go?
             In [12]: %pmap -b dask --scheduler tcp://10.0.0.5:8786 square data
             In [13]: %pmap --cache ~/.cache/fits fit params      # resumable
+            In [14]: run = %pmap --bg -o fits fit params          # returns at once
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -206,7 +212,7 @@ class ParMagic(Magics):
 
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
-        --progress, --no-progress, --cache, -t/--time and --no-warn.
+        --progress, --no-progress, --cache, --bg, -t/--time and --no-warn.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -279,6 +285,16 @@ class ParMagic(Magics):
         iterables = [_evaluate(source, namespace) for source in iterable_srcs]
         labels = [f"FUNC {func_src!r}", *(f"ITERABLE {src!r}" for src in iterable_srcs)]
         user_ns = self.shell.user_ns
+        options_for_run = dict(
+            settings,
+            star=options.star,
+            warn_mutation=self.warn_mutation and not options.no_warn,
+            cache=_first_set(options.cache, self.cache_dir),
+            labels=labels,
+            func_source=func_src,
+        )
+        if options.bg:
+            return self._start_in_background(options, func, iterables, options_for_run)
         started = []
 
         def publish(record):
@@ -286,23 +302,28 @@ class ParMagic(Magics):
             started.append(record)
 
         try:
-            record = engine.run(
-                func,
-                iterables,
-                **settings,
-                star=options.star,
-                warn_mutation=self.warn_mutation and not options.no_warn,
-                cache=_first_set(options.cache, self.cache_dir),
-                labels=labels,
-                func_source=func_src,
-                on_start=publish,
-            )
+            record = engine.run(func, iterables, on_start=publish, **options_for_run)
         finally:
             if options.time and started:  # also when the run failed
                 print(started[0].timing())
         if options.out:
             user_ns[options.out] = record.results
         return record.results
+
+    def _start_in_background(self, options, func, iterables, options_for_run):
+        """``--bg``: the handle is the cell's value and ``_parmap``; ``-o``
+        (and the ``-t`` summary) come when the run has finished."""
+        user_ns = self.shell.user_ns
+
+        def on_done(handle):
+            if options.out:
+                user_ns[options.out] = handle.results
+            if options.time:
+                print(handle.timing())
+
+        handle = engine.start(func, *iterables, on_done=on_done, **options_for_run)
+        user_ns["_parmap"] = handle
+        return handle
 
 
 def _first_set(*values):

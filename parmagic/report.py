@@ -87,8 +87,9 @@ class ParmapRecord:
         How many of those came from the ``cache`` folder.
     """
 
-    def __init__(self, func_name, backend, n_jobs):
+    def __init__(self, func_name, backend, n_jobs, total=None):
         self.func_name = func_name
+        self.total = total  # number of items, when the input has a length
         self.backend = backend
         self.n_jobs = n_jobs
         self.results = []

@@ -114,7 +114,7 @@ def test_config_batch_size_is_used(shell, square):
 OPTIONS = [
     "-n", "--n-jobs", "-b", "--backend", "-o", "--out", "--star", "--batch-size",
     "--timeout", "--on-error", "--progress", "--no-progress", "-t", "--time", "--no-warn",
-    "--scheduler", "--cache",
+    "--scheduler", "--cache", "--bg",
 ]
 
 
