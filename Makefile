@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
-	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb demos/dask.ipynb
+	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb demos/dask.ipynb demos/long_runs.ipynb
 
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/run.py

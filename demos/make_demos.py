@@ -100,10 +100,33 @@ DASK = [
     ("code", "client.close()\ncluster.close()"),
 ]
 
+LONG_RUNS = [
+    ("markdown", "# Long runs: a cache to resume from, and runs in the background"),
+    ("code", "%load_ext parmagic\nimport tempfile, time\n\ncache = tempfile.mkdtemp()\n\n"
+     "def slow_square(x):\n    time.sleep(0.25)\n    return x * x"),
+    ("markdown", "`--cache DIR` stores each result as it arrives. Run it, interrupt it, "
+     "restart the kernel even: the next run takes what is there and computes the rest."),
+    ("code", "first = %pmap -n 2 --cache {cache} slow_square range(8)\n_parmap"),
+    ("code", "more = %pmap -n 2 --cache {cache} slow_square range(12)\n_parmap"),
+    ("markdown", "Changing the function (or a global it reads) starts afresh."),
+    ("code", "def slow_square(x):\n    time.sleep(0.25)\n    return x * x + 1\n\n"
+     "changed = %pmap -n 2 --cache {cache} slow_square range(4)\n"
+     "print(changed, _parmap.n_cached, 'from the cache')"),
+    ("markdown", "`--bg` returns at once with a handle; the notebook stays free. "
+     "`-o` binds the results when the run has finished."),
+    ("code", "run = %pmap --bg -n 2 -o squares slow_square range(12)\nrun"),
+    ("code", "print('meanwhile, the notebook answers:', 6 * 7)"),
+    ("code", "run.wait()\nprint(squares)\nrun"),
+    ("markdown", "`cancel()` stops a background run; what finished is kept."),
+    ("code", "run = %pmap --bg -n 2 slow_square range(100)\ntime.sleep(1)\nrun.cancel()\n"
+     "print(run.status, run.n_finished, 'of 100 finished')"),
+]
+
 NOTEBOOKS = {
     "quickstart.ipynb": QUICKSTART,
     "when_things_go_wrong.ipynb": WHEN_THINGS_GO_WRONG,
     "dask.ipynb": DASK,
+    "long_runs.ipynb": LONG_RUNS,
 }
 
 

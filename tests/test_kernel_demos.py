@@ -89,3 +89,16 @@ def test_dask_demo_runs_on_a_local_cluster():
     assert "[0, 1, 4, 9, 16]" in cell_showing(notebook, "%pmap --scheduler")
     (record,) = [shown(c) for c in notebook.cells if c.get("source") == "_parmap"]
     assert "dask backend, n_jobs=2" in record
+
+
+def test_long_runs_demo_shows_the_cache_and_a_background_run():
+    notebook = demo_runner.execute(DEMOS / "long_runs.ipynb", timeout=120)
+    assert "12 finished (8 from the cache)" in cell_showing(notebook, "more = %pmap")
+    assert "[1, 2, 5, 10] 0 from the cache" in cell_showing(notebook, "def slow_square")
+    assert "running in the background" in cell_showing(notebook, "run = %pmap --bg -n 2 -o")
+    assert "meanwhile, the notebook answers: 42" in cell_showing(notebook, "print('meanwhile")
+    ended = cell_showing(notebook, "run.wait()")
+    assert "[1, 2, 5, 10, 17, 26, 37, 50, 65, 82, 101, 122]" in ended
+    assert "background run ended: 12/12 items done" in ended
+    assert cell_showing(notebook, "run = %pmap --bg -n 2 slow_square range(100)").startswith(
+        "cancelled ")

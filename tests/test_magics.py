@@ -332,3 +332,15 @@ def test_time_is_printed_for_a_failed_run_too(shell, capsys):
     cell(shell, "def inv(x):\n    return 1 / x\n")
     shell.run_cell("%pmap -n 2 -t inv [1, 0]")
     assert "parmap timing of inv" in capsys.readouterr().out
+
+
+def test_cache_option_and_config(shell, tmp_path):
+    cell(shell, "def double(x):\n    return 2 * x\n")
+    assert cell(shell, f"%pmap -n 2 --cache {tmp_path / 'a'} double range(3)") == [0, 2, 4]
+    assert cell(shell, f"%pmap -n 2 --cache {tmp_path / 'a'} double range(3)") == [0, 2, 4]
+    assert shell.user_ns["_parmap"].n_cached == 3
+    cell(shell, f"%config ParMagic.cache_dir = '{tmp_path / 'b'}'")
+    cell(shell, "%pmap -n 2 double range(2)")
+    assert cell(shell, "%pmap -n 2 double range(2)") == [0, 2]
+    assert shell.user_ns["_parmap"].n_cached == 2
+    assert (tmp_path / "b").is_dir()
