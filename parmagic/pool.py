@@ -115,7 +115,9 @@ class LokyRun(ChunkedRun):
             self.executor = self.parallel._backend._workers = None
 
     def _release(self):
-        self.parallel._backend.terminate()  # frees this run's temporary folder
+        backend = self.parallel._backend
+        if getattr(backend, "_workers", None) is not None:  # a pool was used
+            backend.terminate()  # frees this run's temporary folder
 
     def _crashed(self, exc, chunk):
         """A worker died: loky fails every chunk in flight, so all of them

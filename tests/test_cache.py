@@ -144,3 +144,13 @@ def test_results_that_cannot_be_pickled_are_simply_not_cached(tmp_path):
     cache.lookup(1, (2,))
     cache.store(1, 2)
     assert cache.lookup(1, (2,)) == 2
+
+
+def test_a_fully_cached_run_starts_no_workers(tmp_path):
+    from processes import stop_workers_and_wait, worker_processes
+
+    cached_run(abs, [-1, -2, -3], tmp_path / "cache")
+    assert not stop_workers_and_wait()
+    record, _ = cached_run(abs, [-1, -2, -3], tmp_path / "cache")
+    assert record.results == [1, 2, 3] and record.n_cached == 3
+    assert worker_processes() == []
