@@ -224,6 +224,20 @@ def time_limit(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _leave_interrupts_to_the_notebook():
+    """In a worker process, ignore SIGINT. Jupyter's interrupt (and Ctrl-C
+    in a terminal) reaches the whole process group; the notebook side stops
+    a foreground run and its workers itself, and a background run must not
+    die because another cell was interrupted."""
+    global _interrupts_ignored
+    if not _interrupts_ignored and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _interrupts_ignored = True
+
+
+_interrupts_ignored = False
+
+
 class Chunk:
     """Several items sent to a worker as one task, to amortise dispatch.
 
@@ -239,6 +253,7 @@ class Chunk:
         self.on_pickle = on_pickle
 
     def __call__(self):
+        _leave_interrupts_to_the_notebook()
         return run_calls(self.func, self.calls, self.options)
 
     def __reduce__(self):
