@@ -114,13 +114,18 @@ def item_key(args):
 
 def function_key(func):
     """A fingerprint of what decides ``func``'s results besides its
-    arguments: its code and that of the notebook functions it calls, their
-    defaults and closure variables, and the global values they read."""
+    arguments: its code and that of the functions it calls from its own
+    module (the notebook's), their defaults and closure variables, and the
+    global values they read."""
     parts, seen, stack = [], set(), [func]
+    home = getattr(func, "__module__", None)
     while stack:
         function = stack.pop()
         code = getattr(function, "__code__", None)
-        if code is None or id(code) in seen:
+        if code is None or id(code) in seen or (
+            function is not func and getattr(function, "__module__", None) != home
+        ):
+            # library functions count by name: their code is the installed version's
             parts.append(_describe(function))
             continue
         seen.add(id(code))

@@ -10,8 +10,8 @@ raised together at the end (``"collect"``).
 import contextlib
 
 from . import capture, tracebacks
-from .errors import WorkerCrashError, describe_item_failure, short_repr
 from .background import RunCancelled
+from .errors import WorkerCrashError, describe_item_failure, short_repr
 from .timing import LoadSampler
 from .worker import Batch, RemoteTraceback
 
@@ -20,6 +20,7 @@ from .worker import Batch, RemoteTraceback
 STOP_GRACE = 0.25
 # Failures shown in the ExceptionGroup of an on_error="collect" run.
 GROUP_SHOWN = 3
+# Runs shorter than this many seconds do not sample busy threads (for -t).
 _SAMPLE_AFTER = 0.05
 
 

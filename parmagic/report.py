@@ -70,7 +70,8 @@ class ParmapRecord:
     func_name, backend, n_jobs : str, str, int
         What was mapped, and where.
     status : str
-        ``"running"``, ``"done"``, ``"failed"`` or ``"interrupted"``.
+        ``"running"``, ``"done"``, ``"failed"``, ``"interrupted"`` (Ctrl-C)
+        or ``"cancelled"`` (a background run's ``cancel()``).
     wall_time : float or None
         Seconds from start to end of the run (None while running).
     cpu_time, busy_time : float
@@ -234,5 +235,6 @@ _STATUS_COLOURS = {
     "done": "#2e7d32",
     "failed": "#c62828",
     "interrupted": "#ef6c00",
+    "cancelled": "#ef6c00",
     "running": "#1565c0",
 }
