@@ -18,7 +18,7 @@ import pickle
 import uuid
 
 from .chunked import ChunkedRun
-from .errors import WorkerCrashError
+from .errors import WorkerCrashError, describe_items
 from .worker import Batch, Chunk
 
 
@@ -53,7 +53,7 @@ class DaskRun(ChunkedRun):
         indices = [index for index, _ in chunk]
         if type(exc).__name__ == "KilledWorker":
             message = (
-                f"the cluster worker running {_items(indices)} died, and again each "
+                f"the cluster worker running {describe_items(indices)} died, and again each "
                 f"time the scheduler retried ({exc}). The notebook is fine; an item "
                 "may crash its worker (segfault, memory), or the worker was killed "
                 "from outside."
@@ -80,8 +80,3 @@ class DaskRun(ChunkedRun):
 def _is_pickling_error(exc):
     return isinstance(exc, pickle.PicklingError) or "pickle" in str(exc).lower()
 
-
-def _items(indices):
-    shown = ", ".join(map(str, indices[:10]))
-    more = f" and {len(indices) - 10} more" if len(indices) > 10 else ""
-    return f"item{'s' if len(indices) > 1 else ''} {shown}{more}"

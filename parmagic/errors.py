@@ -63,6 +63,14 @@ def describe_item_failure(index, item_repr, finished=None, total=None):
     return "parmagic: " + "; ".join(said)
 
 
+def describe_items(indices, limit=10):
+    """"item 3" or "items 2, 3, 5 and 4 more", for messages."""
+    shown = ", ".join(map(str, indices[:limit]))
+    if len(indices) > limit:
+        shown += f" and {len(indices) - limit} more"
+    return f"item{'s' if len(indices) > 1 else ''} {shown}"
+
+
 _SIGNAL_MEANINGS = {
     "SIGSEGV": "a segmentation fault",
     "SIGBUS": "a bus error",
@@ -78,12 +86,8 @@ def crash_message(loky_text, items):
     codes = match.group(1) if match else "unknown exit code"
     meanings = [text for name, text in _SIGNAL_MEANINGS.items() if name in codes]
     cause = f"{codes}: {', '.join(meanings)}" if meanings else codes
-    shown = ", ".join(map(str, items[:10]))
-    if len(items) > 10:
-        shown += f" and {len(items) - 10} more"
-    which = "item" if len(items) == 1 else "items"
     return (
-        f"a worker process died ({cause}) while running {which} {shown}"
+        f"a worker process died ({cause}) while running {describe_items(items)}"
         f"{'' if len(items) == 1 else '; one of them made it crash'}. "
         "The notebook is fine and the next run starts fresh workers."
     )
