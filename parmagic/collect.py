@@ -138,19 +138,18 @@ class Collector:
         return error
 
     def _group(self):
-        errors = sorted(self.record.errors.values(), key=lambda error: error.index)
-        shown = errors[:GROUP_SHOWN]
+        shown, more = self.record.first_errors(GROUP_SHOWN)
         for error in shown:
             error.exception.add_note(describe_item_failure(error.index, error.item_repr))
         message = (
-            f"{len(errors)} of {len(self.record.results)} items failed; "
+            f"{len(self.record.errors)} of {len(self.record.results)} items failed; "
             f"{self._finished_text()} and are kept in the run record "
             "(_parmap.results in IPython)"
         )
-        if len(errors) > len(shown):
+        if more:
             message += (
                 f"; the first {len(shown)} failures are shown, and "
-                f"{len(errors) - len(shown)} more are in _parmap.errors"
+                f"{more} more are in _parmap.errors"
             )
         return ExceptionGroup(message, [error.exception for error in shown])
 

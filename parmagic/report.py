@@ -190,14 +190,16 @@ class ParmapRecord:
                        "something (see .outputs)"),
         ] + changed
 
-    def _first_errors(self):
+    def first_errors(self, n=_ERRORS_SHOWN):
+        """The ``n`` failed items with the lowest indices, and how many more
+        there are."""
         errors = sorted(self.errors.values(), key=lambda error: error.index)
-        return errors[:_ERRORS_SHOWN], max(0, len(errors) - _ERRORS_SHOWN)
+        return errors[:n], max(0, len(errors) - n)
 
     def __repr__(self):
         lines = [f"parmap run of {self.func_name}: {self.status}"]
         lines += [f"  {label}: {text}" for label, text in self._facts()]
-        shown, more = self._first_errors()
+        shown, more = self.first_errors()
         lines += [f"  item {e.index} ({e.item_repr}): {e.summary}" for e in shown]
         if more:
             lines.append(f"  ... and {more} more failed items in .errors")
@@ -213,7 +215,7 @@ class ParmapRecord:
             f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
             for label, text in self._facts()
         )
-        shown, more = self._first_errors()
+        shown, more = self.first_errors()
         errors = "".join(
             f"<li><code>item {e.index} ({html.escape(e.item_repr)})</code>: "
             f"{html.escape(e.summary)}</li>"
