@@ -172,12 +172,13 @@ def run(
         # in: a pool per worker would oversubscribe the cores.
         settings.update(backend="sequential", progress=False, scheduler=None)
     parallel = _parallel(settings)
-    isolation = _isolation(parallel)
+    n_jobs = parallel._effective_n_jobs()  # once: on dask it asks the scheduler
+    isolation = _isolation(parallel, n_jobs)
     inputs = Inputs(iterables, star)
     record = ParmapRecord(
         _name_of(func, func_label),
         settings["backend"] or _backend_name(parallel),
-        parallel._effective_n_jobs(),
+        n_jobs,
         inputs.length,
     )
     if on_start is not None:
@@ -188,8 +189,9 @@ def run(
         return record
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"])
-    stream = _stream(parallel, settings, func, options, inputs.length, func_label)
-    stream.cancel = cancel
+    stream = _stream(
+        parallel, n_jobs, settings, func, options, inputs.length, func_label, cancel
+    )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func) if cache is not None else None
     collector = Collector(
@@ -219,20 +221,22 @@ def _parallel(settings):
         )
 
 
-def _stream(parallel, settings, func, options, n_items, func_label):
+def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, cancel):
     """Where the items run: the loky pool, a dask client, or joblib."""
-    if uses_loky_pool(parallel):
-        return LokyRun(parallel, func, options, settings["batch_size"], n_items, func_label)
-    if settings["backend"] == "dask":
-        return DaskRun(
-            parallel._backend.client, func, options, settings["batch_size"], n_items,
-            parallel._effective_n_jobs(), func_label,
-        )
-    if type(parallel._backend) not in _ALARMED_BACKENDS:
-        # items run in threads (here or on a cluster), which cannot time
-        # themselves out: joblib enforces the limit from here
-        parallel.timeout = settings["timeout"]
-    return ParallelRun(parallel, func, options)
+    batch_size = settings["batch_size"]
+    if uses_loky_pool(parallel, n_jobs):
+        stream = LokyRun(parallel, func, options, batch_size, n_items, n_jobs, func_label)
+    elif settings["backend"] == "dask":
+        stream = DaskRun(parallel._backend.client, func, options, batch_size, n_items,
+                         n_jobs, func_label)
+    else:
+        if type(parallel._backend) not in _ALARMED_BACKENDS:
+            # items run in threads (here or on a cluster), which cannot time
+            # themselves out: joblib enforces the limit from here
+            parallel.timeout = settings["timeout"]
+        return ParallelRun(parallel, func, options)  # cancel: seen between items
+    stream.cancel = cancel  # also seen while waiting for a chunk
+    return stream
 
 
 def start(func, *iterables, on_done=None, **options):
@@ -293,10 +297,10 @@ def _check_timeout(timeout):
     return float(timeout)
 
 
-def _isolation(parallel):
+def _isolation(parallel, n_jobs):
     """Where the function runs relative to the notebook's globals."""
     backend = parallel._backend
-    if isinstance(backend, SequentialBackend) or parallel._effective_n_jobs() == 1:
+    if isinstance(backend, SequentialBackend) or n_jobs == 1:
         return None
     return "threads" if getattr(backend, "uses_threads", False) else "processes"
 

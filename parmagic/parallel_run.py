@@ -22,7 +22,6 @@ class ParallelRun:
         self.parallel = parallel
         self.func = func
         self.options = options
-        self.cancel = None  # checked between items by the collector
         self._results = None
 
     def outcomes(self, calls):

@@ -38,10 +38,9 @@ _TIMEOUT_GRACE = 2.0
 _warm = {}
 
 
-def uses_loky_pool(parallel):
-    """True when ``parallel`` would run on loky with more than one worker."""
-    backend = parallel._backend
-    return type(backend) is LokyBackend and parallel._effective_n_jobs() > 1
+def uses_loky_pool(parallel, n_jobs):
+    """True when ``parallel`` runs on loky with ``n_jobs`` > 1 workers."""
+    return type(parallel._backend) is LokyBackend and n_jobs > 1
 
 
 def _executor_for(parallel):
@@ -77,10 +76,9 @@ class LokyRun(ChunkedRun):
     breaks the whole pool: every chunk in flight fails with a
     ``WorkerCrashError`` and the next chunks go to a fresh pool."""
 
-    def __init__(self, parallel, func, options, batch_size, n_items, func_label):
+    def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label):
         self.parallel = parallel
         self.executor = None  # acquired with the first chunk (none if all are cached)
-        n_workers = parallel._backend.effective_n_jobs(parallel.n_jobs)
         super().__init__(func, options, batch_size, n_items, n_workers, func_label)
 
     def _submit(self, chunk):
