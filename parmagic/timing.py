@@ -3,7 +3,8 @@ did not pay.
 
 It comes from what the workers measured around their tasks (wall and CPU
 seconds), the run's wall time, and how many threads of the whole machine
-were ready to run while results came in (``busy_threads``, Linux only).
+were busy while results came in (``busy_threads``: exact on Linux, the
+one-minute load average on other Unix systems, no hint where neither exists).
 """
 
 import os
@@ -15,15 +16,29 @@ _WAITING_SHARE = 0.5
 _CROWDED = 1.25
 # Seconds between two samples of the machine's busy threads.
 _SAMPLE_EVERY = 0.02
+_PROC_LOADAVG = "/proc/loadavg"
 
 
 def busy_threads():
-    """Threads on this machine ready to run now, not counting the caller;
-    None where ``/proc/loadavg`` does not exist."""
+    """Threads busy on this machine now, not counting the caller; None where
+    the system does not say (Windows)."""
+    running = _running_now()
+    if running is not None:
+        return max(0, running - 1)
     try:
-        with open("/proc/loadavg") as loadavg:
-            running = loadavg.read().split()[3].split("/")[0]
-        return max(0, int(running) - 1)
+        # macOS and the BSDs: only an average over the last minute, which
+        # lags: a short run shows less of the crowding it caused
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # no such call, or no value to give
+        return None
+
+
+def _running_now():
+    """Threads ready to run at this instant, from Linux's ``/proc/loadavg``
+    (its fourth field is "running/total"); None elsewhere."""
+    try:
+        with open(_PROC_LOADAVG) as loadavg:
+            return int(loadavg.read().split()[3].split("/")[0])
     except (OSError, IndexError, ValueError):
         return None
 

@@ -1,10 +1,26 @@
 """Shared fixtures: an IPython shell with parmagic loaded, and checks that the
-suite leaves no worker process behind."""
+suite leaves no worker process behind. Tests marked ``linux`` or ``posix``
+(see platforms.py) are skipped where the system lacks what they need."""
 
 import gc
 
 import pytest
+from platforms import missing_facility
 from processes import stop_workers_and_wait
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "linux(facility): needs a Linux-only facility; skipped elsewhere")
+    config.addinivalue_line(
+        "markers", "posix(facility): needs a POSIX facility; skipped on Windows")
+
+
+@pytest.hookimpl(tryfirst=True)  # before fixtures start kernels or clusters
+def pytest_runtest_setup(item):
+    reason = missing_facility(item)
+    if reason is not None:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session", autouse=True)

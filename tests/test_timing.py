@@ -6,10 +6,11 @@ import threading
 import time
 
 import pytest
+from platforms import needs_linux
 
-from parmagic import run
+from parmagic import run, timing
 from parmagic.report import ParmapRecord
-from parmagic.timing import Timing
+from parmagic.timing import LoadSampler, Timing
 
 
 def record_of(wall, spans, n_jobs=2, backend="loky", busy_threads=2):
@@ -52,6 +53,48 @@ def test_more_busy_threads_than_cores_are_called_out():
     assert "BLAS" in hint and "fewer jobs" in hint
 
 
+@pytest.fixture
+def no_proc_loadavg(monkeypatch, tmp_path):
+    """A system without Linux's /proc/loadavg."""
+    monkeypatch.setattr(timing, "_PROC_LOADAVG", str(tmp_path / "no-such-file"))
+
+
+def test_linux_counts_the_threads_running_now_besides_the_caller(monkeypatch, tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.50 0.40 0.30 7/412 12345\n")
+    monkeypatch.setattr(timing, "_PROC_LOADAVG", str(loadavg))
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    assert timing.busy_threads() == 6  # the running count wins over the average
+
+
+def test_without_proc_the_load_average_is_used(monkeypatch, no_proc_loadavg):
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (6.0, 3.0, 1.0))
+    assert timing.busy_threads() == 6.0
+    record = run(nap, [[0.3] * 4], n_jobs=2, batch_size=1, progress=False)
+    assert record.load_samples and set(record.load_samples) == {6.0}
+    assert any("About 6 threads were busy on 2 cores" in hint
+               for hint in Timing(record, cores=2).hints())
+
+
+@pytest.mark.parametrize("failure", ["absent", "unobtainable"])
+def test_without_any_load_source_there_is_no_sampling_and_no_crowding_hint(
+        monkeypatch, no_proc_loadavg, failure):
+    if failure == "absent":  # Windows has no os.getloadavg
+        monkeypatch.delattr(timing.os, "getloadavg", raising=False)
+    else:
+        def unobtainable():
+            raise OSError("load average unobtainable")
+        monkeypatch.setattr(timing.os, "getloadavg", unobtainable)
+    assert timing.busy_threads() is None
+    sampler = LoadSampler().start()
+    assert sampler.started and sampler.stop() == []
+    record = run(hash_in_threads, [range(2)], n_jobs=2, progress=False)
+    assert record.load_samples == []
+    summary = Timing(record, cores=1)
+    assert summary.busy_threads is None
+    assert not any("threads were busy" in hint for hint in summary.hints())
+
+
 def nap(seconds):
     time.sleep(seconds)
     return seconds
@@ -77,6 +120,7 @@ def test_real_sleeping_items_get_the_waiting_hint():
     assert any("they mostly wait" in hint for hint in record.timing().hints())
 
 
+@needs_linux("/proc/loadavg's count of threads running now")  # elsewhere a 1-min average
 def test_real_threaded_items_get_the_oversubscription_hint():
     record = run(hash_in_threads, [range(4)], n_jobs=2, progress=False)
     assert any("threads were busy on 2 cores" in hint
