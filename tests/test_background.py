@@ -1,17 +1,45 @@
 """--bg and parmagic.start: a map in a background thread, with a handle."""
 
+import functools
+import os
 import threading
 import time
 
 import pytest
 from IPython.core.error import UsageError
 
-from parmagic import BackgroundRun, start
+from parmagic import NOT_COMPUTED, BackgroundRun, start
+
+DEADLINE = 30  # seconds: a wait that takes longer fails, saying what it waited for
 
 
 def nap(seconds):
     time.sleep(seconds)
     return seconds
+
+
+def wait_for_file(path):
+    """In an item: block until the test creates ``path``."""
+    ends = time.monotonic() + DEADLINE
+    while not os.path.exists(path):
+        if time.monotonic() > ends:
+            raise TimeoutError(f"the test never created {path}")
+        time.sleep(0.01)
+
+
+def held_back(x, gate, free):
+    """Items below ``free`` finish at once; the others wait for ``gate``."""
+    if x >= free:
+        wait_for_file(gate)
+    return x
+
+
+def until(condition, what):
+    """In the test: wait for ``condition()``; fail clearly if it never holds."""
+    ends = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < ends, f"after {DEADLINE} s, still waiting for {what}"
+        time.sleep(0.01)
 
 
 def cell(shell, code):
@@ -20,40 +48,68 @@ def cell(shell, code):
     return result.result
 
 
-def test_start_returns_at_once_and_the_result_comes_later():
-    started = time.monotonic()
-    handle = start(nap, [0.3] * 6, n_jobs=2)
-    assert time.monotonic() - started < 0.3 * 2  # sooner than the run takes
+def test_start_returns_at_once_and_the_result_comes_later(tmp_path):
+    gate = tmp_path / "open"
+    handle = start(functools.partial(held_back, gate=gate, free=0), range(6), n_jobs=2)
+    # it returned while no item could finish
     assert isinstance(handle, BackgroundRun) and not handle.done()
-    assert "running in the background" in repr(handle)
-    assert handle.result(timeout=30) == [0.3] * 6
+    assert repr(handle).startswith("running in the background: 0/6 items done, 0 failed")
+    gate.touch()
+    assert handle.result(timeout=DEADLINE) == list(range(6))
     assert handle.status == "done" and handle.done()
-    assert "background run ended: 6/6 items done" in repr(handle)
+    assert repr(handle).startswith("background run ended: 6/6 items done, 0 failed")
 
 
-def test_progress_shows_in_the_handle_while_it_runs():
-    handle = start(nap, [0.2] * 10, n_jobs=2, batch_size=1)
-    time.sleep(0.7)
-    done_so_far = handle.n_finished
-    assert 0 < done_so_far < 10
-    assert f"{done_so_far}/10 items done" in repr(handle) or handle.n_finished > done_so_far
-    assert "<i>running in the background" in handle._repr_html_()
-    handle.wait()
+def test_progress_shows_in_the_handle_while_it_runs(tmp_path):
+    gate = tmp_path / "open"
+    # items 0-2 finish; 3 and 4 hold both workers until the gate opens
+    items = functools.partial(held_back, gate=gate, free=3)
+    handle = start(items, range(10), n_jobs=2, batch_size=1)
+    until(lambda: handle.n_finished == 3, "3 items to finish")
+    assert repr(handle).startswith("running in the background: 3/10 items done, 0 failed")
+    assert "<i>running in the background: 3/10 items done" in handle._repr_html_()
+    assert handle.status == "running" and not handle.done()
+    gate.touch()
+    assert handle.result(timeout=DEADLINE) == list(range(10))
+    assert repr(handle).startswith("background run ended: 10/10 items done, 0 failed")
 
 
-@pytest.mark.parametrize("backend", ["loky", "threading"])
-def test_cancel_stops_the_run_and_keeps_finished_results(backend):
-    handle = start(nap, [0.2] * 50, n_jobs=2, backend=backend, batch_size=1)
-    time.sleep(0.7)
+def test_cancel_stops_busy_workers_and_keeps_finished_results(tmp_path):
+    # items 2 and 3 hold both workers (the gate never opens): cancelling
+    # stops those workers, keeps items 0 and 1, and starts nothing else
+    handle = start(functools.partial(held_back, gate=tmp_path / "never", free=2),
+                   range(50), n_jobs=2, batch_size=1)
+    until(lambda: handle.n_finished == 2, "2 items to finish")
     started = time.monotonic()
     handle.cancel()
     assert time.monotonic() - started < 2
-    assert handle.status == "cancelled"
-    assert 0 < handle.n_finished < 50
+    assert handle.status == "cancelled" and handle.n_finished == 2
+    # results covers the items read so far: 0 and 1, then the cancelled ones
+    assert handle.results[:2] == [0, 1]
+    assert set(handle.results[2:]) == {NOT_COMPUTED}
+    assert repr(handle).startswith("background run ended: 2/50 items done, 0 failed")
     with pytest.raises(KeyboardInterrupt) as info:
         handle.result()
     assert "cancelled" in info.value.__notes__[0]
-    assert start(abs, [-1, -2], n_jobs=2, backend=backend).result(timeout=30) == [1, 2]
+    assert start(abs, [-1, -2], n_jobs=2).result(timeout=DEADLINE) == [1, 2]
+
+
+def test_cancel_with_threads_lets_running_items_finish_and_starts_no_more():
+    # a thread cannot be stopped: the run ends once its running items have
+    handle = start(nap, [0.2] * 50, n_jobs=2, backend="threading", batch_size=1)
+    until(lambda: handle.n_finished >= 2, "2 items to finish")
+    started = time.monotonic()
+    handle.cancel()
+    assert time.monotonic() - started < 2
+    finished = handle.n_finished
+    assert handle.status == "cancelled" and finished < 50
+    assert handle.results[:finished] == [0.2] * finished
+    assert set(handle.results[finished:]) <= {NOT_COMPUTED}
+    assert repr(handle).startswith(f"background run ended: {finished}/50 items done")
+    with pytest.raises(KeyboardInterrupt) as info:
+        handle.result()
+    assert "cancelled" in info.value.__notes__[0]
+    assert start(abs, [-1, -2], n_jobs=2, backend="threading").result(timeout=DEADLINE) == [1, 2]
 
 
 def test_errors_are_raised_when_the_result_is_asked_for():
@@ -65,11 +121,13 @@ def test_errors_are_raised_when_the_result_is_asked_for():
     assert handle.status == "failed"
 
 
-def test_result_timeout_says_the_run_is_still_going():
-    handle = start(nap, [1.0], n_jobs=2)
-    with pytest.raises(TimeoutError, match="still going"):
+def test_result_timeout_says_the_run_is_still_going(tmp_path):
+    handle = start(functools.partial(held_back, gate=tmp_path / "never", free=0), [1],
+                   n_jobs=2)
+    with pytest.raises(TimeoutError, match="still going after 0.1 s"):
         handle.result(timeout=0.1)
     handle.cancel()
+    assert handle.status == "cancelled"
 
 
 def test_bad_input_fails_at_once_not_in_the_background():
@@ -77,14 +135,16 @@ def test_bad_input_fails_at_once_not_in_the_background():
         start(nap, 5)
 
 
-def test_magic_bg_binds_out_when_finished_and_the_notebook_stays_usable(shell):
-    cell(shell, "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n")
-    handle = cell(shell, "%pmap --bg -n 2 -o naps nap [0.3]*4")
+def test_magic_bg_binds_out_when_finished_and_the_notebook_stays_usable(shell, tmp_path):
+    gate = tmp_path / "open"
+    shell.user_ns.update(held_back=held_back, gate=gate)
+    handle = cell(shell, "%pmap --bg -n 2 -o out (lambda x: held_back(x, gate, 0)) range(4)")
     assert shell.user_ns["_parmap"] is handle
-    assert "naps" not in shell.user_ns  # not before the run has finished
-    assert cell(shell, "1 + 1") == 2  # the notebook is free meanwhile
-    assert handle.result(timeout=30) == [0.3] * 4
-    assert shell.user_ns["naps"] == [0.3] * 4
+    assert cell(shell, "1 + 1") == 2  # the notebook is free while no item can finish
+    assert "out" not in shell.user_ns  # not before the run has finished
+    gate.touch()
+    assert handle.result(timeout=DEADLINE) == [0, 1, 2, 3]
+    assert shell.user_ns["out"] == [0, 1, 2, 3]
 
 
 def test_cell_magic_bg_and_usage_errors(shell):

@@ -8,15 +8,36 @@ import pytest
 from kernel import running_kernel
 
 WORK = '''
-import time
-LOG = {log!r}
+import os, time
+LOG, GATE, FREE = {log!r}, {gate!r}, {free!r}
 
 def work(x):
     with open(LOG, "a") as log:
         log.write(f"{{x}}\\n")
-    time.sleep(0.25)
+    if GATE is None:
+        time.sleep(0.25)
+    elif x >= FREE:  # held back until the test creates GATE
+        ends = time.monotonic() + 60
+        while not os.path.exists(GATE):
+            if time.monotonic() > ends:
+                raise TimeoutError(f"the test never created {{GATE}}")
+            time.sleep(0.01)
     return x * x
 '''
+DEADLINE = 60  # seconds: a wait that takes longer fails, saying what it waited for
+
+
+def define_work(kernel, log, gate=None, free=0):
+    """Define ``work`` in the kernel: it logs each item it starts; with a
+    gate, items from ``free`` on wait for the test to create that file."""
+    kernel.text(WORK.format(log=str(log), gate=gate and str(gate), free=free))
+
+
+def until(condition, what):
+    ends = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < ends, f"after {DEADLINE} s, still waiting for {what}"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -30,58 +51,69 @@ def computed(log):
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
+def stored(cache):
+    return [entry for folder in cache.iterdir() for entry in folder.glob("*.pkl")]
+
+
 def test_cache_survives_a_killed_kernel_and_computes_only_the_missing(kernel, tmp_path):
     log, cache = tmp_path / "log", tmp_path / "cache"
-    kernel.text(WORK.format(log=str(log)))
+    # items are short naps, not held back: a worker notices its kernel is
+    # gone only between items
+    define_work(kernel, log)
     kernel.client.execute(f"squares = %pmap -n 2 --no-progress --cache {cache} work range(24)")
-    time.sleep(2.0)  # a few items are done, most are not
+    until(lambda: cache.exists() and len(stored(cache)) >= 4, "4 results in the cache")
     workers = kernel.workers()
     kernel.manager.restart_kernel(now=True)  # the kernel dies mid-run
     _, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, "the killed kernel's workers kept running"
-    (folder,) = cache.iterdir()
-    stored = len(list(folder.glob("*.pkl")))
-    assert 0 < stored < 24
+    n_stored = len(stored(cache))  # final: only the kernel wrote to the cache
+    assert 4 <= n_stored < 24
     kernel.client.wait_for_ready(timeout=60)
     kernel.text("%load_ext parmagic")
-    kernel.text(WORK.format(log=str(log)))
+    define_work(kernel, log)
     log.unlink()
     shown = kernel.text(f"squares = %pmap -n 2 --no-progress --cache {cache} work range(24)\n"
                         "print(squares == [x * x for x in range(24)], _parmap.n_cached)")
-    assert shown == f"True {stored}\n"
-    assert len(computed(log)) == 24 - stored  # only the missing items ran again
+    assert shown == f"True {n_stored}\n"
+    assert len(computed(log)) == 24 - n_stored  # only the missing items ran again
 
 
 def test_changed_code_is_computed_again(kernel, tmp_path):
     log, cache = tmp_path / "log", tmp_path / "cache"
-    kernel.text(WORK.format(log=str(log)))
+    define_work(kernel, log)
     kernel.text(f"first = %pmap -n 2 --cache {cache} work range(4)")
-    kernel.text(WORK.format(log=str(log)).replace("x * x", "x + 1"))
-    shown = kernel.text(f"second = %pmap -n 2 --cache {cache} work range(4)\n"
+    kernel.text(WORK.format(log=str(log), gate=None, free=0).replace("x * x", "x + 1"))
+    # --no-progress: the bar's text would be part of what is compared
+    shown = kernel.text(f"second = %pmap -n 2 --no-progress --cache {cache} work range(4)\n"
                         "print(second, _parmap.n_cached)")
     assert shown == "[1, 2, 3, 4] 0\n"
 
 
 def test_bg_returns_at_once_and_binds_out_when_done(kernel, tmp_path):
-    kernel.text(WORK.format(log=str(tmp_path / "log")))
-    started = time.monotonic()
+    gate = tmp_path / "open"
+    define_work(kernel, tmp_path / "log", gate, free=0)  # no item can finish yet
     reply, outputs = kernel.execute("%pmap --bg -n 2 -o squares work range(12)")
-    assert reply["status"] == "ok" and time.monotonic() - started < 1.5
-    assert "running in the background" in "".join(text for _, text in outputs)
+    assert reply["status"] == "ok"
+    shown = "".join(text for _, text in outputs)
+    assert shown.startswith("running in the background: 0/12 items done, 0 failed")
     assert kernel.text("print(1 + 1)") == "2\n"  # the notebook is free
     assert kernel.text("print('squares' in dir())") == "False\n"
+    gate.touch()
     shown = kernel.text("_parmap.wait(30)\nprint(squares == [x * x for x in range(12)], "
                         "_parmap.status)")
     assert shown == "True done\n"
 
 
 def test_bg_cancel_stops_the_workers_and_keeps_results(kernel, tmp_path):
-    kernel.text(WORK.format(log=str(tmp_path / "log")))
+    # items 0-3 finish; 4 and 5 hold both workers (the gate never opens)
+    define_work(kernel, tmp_path / "log", tmp_path / "never", free=4)
     kernel.text("run = %pmap --bg -n 2 --batch-size 1 work range(200)")
-    time.sleep(1.5)
+    until(lambda: kernel.text("print(run.n_finished)") == "4\n", "4 items to finish")
     started = time.monotonic()
-    shown = kernel.text("run.cancel()\nprint(run.status, 0 < run.n_finished < 200)")
-    assert shown == "cancelled True\n"
+    shown = kernel.text("run.cancel()\nprint(run.status, run.n_finished, run.results[:6])\n"
+                        "run")
+    assert shown.startswith("cancelled 4 [0, 1, 4, 9, <not computed>, <not computed>]\n"
+                            "background run ended: 4/200 items done, 0 failed")
     assert time.monotonic() - started < 3
     reply, _ = kernel.execute("run.result()")
     assert reply["status"] == "error" and reply["ename"] == "RunCancelled"
@@ -90,10 +122,14 @@ def test_bg_cancel_stops_the_workers_and_keeps_results(kernel, tmp_path):
 
 
 def test_interrupting_another_cell_leaves_the_bg_run_going(kernel, tmp_path):
-    kernel.text(WORK.format(log=str(tmp_path / "log")))
+    gate = tmp_path / "open"
+    define_work(kernel, tmp_path / "log", gate, free=2)  # busy while the cell is interrupted
     kernel.text("run = %pmap --bg -n 2 work range(12)")
     reply, answered_in = kernel.interrupt_after("import time\ntime.sleep(30)", seconds=1.0)
     assert reply["ename"] == "KeyboardInterrupt" and answered_in < 2
+    until(lambda: kernel.text("print(run.n_finished)") == "2\n", "2 items to finish")
+    assert kernel.text("print(run.status)") == "running\n"
+    gate.touch()
     shown = kernel.text("print(run.result(30) == [x * x for x in range(12)], run.status)")
     assert shown == "True done\n"
 
