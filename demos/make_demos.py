@@ -50,7 +50,7 @@ WHEN_THINGS_GO_WRONG = [
     ("markdown", "What the items print appears in item order, as if the map ran serially, "
      "even though later items finish first here. Each item's output is also kept."),
     ("code", "def chatty(x):\n    time.sleep(0.1 * (4 - x))\n    print(f'item {x} done')\n"
-     "    return x\n\n%pmap -n 2 chatty range(4)"),
+     "    return x\n\n%pmap -n 2 --no-progress chatty range(4)"),
     ("code", "_parmap.outputs"),
     ("markdown", "A failing item raises its own exception. The traceback shows your line, "
      "and a note names the item and says how many results were kept."),
@@ -89,7 +89,7 @@ DASK = [
     ("code", "def square(x):\n    return x * x\n\n%pmap -b dask square range(10)"),
     ("markdown", "What the items print comes back to the notebook, in item order."),
     ("code", "def where(x):\n    print(f'item {x} ran on a worker')\n"
-     "    return x\n\nfound = %pmap -b dask where range(3)"),
+     "    return x\n\nfound = %pmap -b dask --no-progress where range(3)"),
     ("markdown", "A failing item names itself, as on one machine."),
     ("code", "def inv(x):\n    return 1 / x\n\n%pmap -b dask inv [1, 0, 2]",
      ["raises-exception"]),

@@ -1,10 +1,11 @@
 """The engine without IPython: parmagic.pmap / parmagic.run."""
 
-import itertools
+import functools
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import joblib
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import parmagic
 from parmagic import NOT_COMPUTED, ParmagicInputError, pmap, run
 
+from platforms import needs_linux
 from processes import stop_workers_and_wait, worker_processes
 
 BACKENDS = ["loky", "threading", "multiprocessing", "sequential"]
@@ -183,6 +185,7 @@ def _memmap_files():
     ]
 
 
+@needs_linux("joblib's memmapping folders in /dev/shm or /tmp, where this looks")
 def test_pmap_and_joblib_parallel_alternate_with_large_arrays():
     arrays = [np.full(1_000_000, float(i)) for i in range(4)]  # 8 MB each
     expected = [a.sum() for a in arrays]
@@ -231,14 +234,21 @@ def test_public_api_is_curated():
     assert all(hasattr(parmagic, name) for name in parmagic.__all__)
 
 
-def test_order_holds_when_items_finish_out_of_order():
+def test_order_holds_when_items_finish_out_of_order(tmp_path):
     # the first item finishes last; the list is still in input order
-    items = list(itertools.chain([0.3], [0.0] * 5))
-    assert pmap(_sleep_then_return, items, n_jobs=2, batch_size=1) == items
+    last_done = str(tmp_path / "last-done")
+    first_waits = functools.partial(_finish_after_the_last, last=5, last_done=last_done)
+    assert pmap(first_waits, range(6), n_jobs=2, batch_size=1) == list(range(6))
 
 
-def _sleep_then_return(seconds):
-    import time
-
-    time.sleep(seconds)
-    return seconds
+def _finish_after_the_last(x, last, last_done):
+    """Item 0 waits until item ``last`` has written ``last_done``."""
+    if x == last:
+        open(last_done, "w").close()
+    if x == 0:
+        ends = time.monotonic() + 30
+        while not os.path.exists(last_done):
+            if time.monotonic() > ends:
+                raise TimeoutError(f"item {last} never finished")
+            time.sleep(0.01)
+    return x

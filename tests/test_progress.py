@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from parmagic import ParmagicInputError, pmap
+from parmagic import ParmagicInputError, pmap, progress
 
 
 def nap(seconds):
@@ -18,7 +18,9 @@ def test_forced_bar_counts_items(capsys):
     assert "3/3" in err and "item" in err
 
 
-def test_auto_bar_stays_hidden_for_short_runs(capsys):
+def test_auto_bar_stays_hidden_for_short_runs(capsys, monkeypatch):
+    # short = ended before the bar's delay, however slow this machine is
+    monkeypatch.setattr(progress, "AUTO_DELAY", 60)
     pmap(abs, range(100), n_jobs=2)
     assert capsys.readouterr().err == ""
 
