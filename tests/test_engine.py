@@ -185,7 +185,7 @@ def _memmap_files():
     ]
 
 
-@needs_linux("joblib's memmapping folders in /dev/shm or /tmp, where this looks")
+@needs_linux("joblib's memmapping folders in /dev/shm or /tmp (the only places checked)")
 def test_pmap_and_joblib_parallel_alternate_with_large_arrays():
     arrays = [np.full(1_000_000, float(i)) for i in range(4)]  # 8 MB each
     expected = [a.sum() for a in arrays]
