@@ -3,9 +3,11 @@ interrupt, a crash or a kernel restart computes only what is missing.
 
 An entry's key is the item's arguments hashed with ``joblib.hash`` (numpy
 aware), inside a folder named after the function's fingerprint: its code,
-the code of the notebook functions it calls, its defaults, closure
-variables and the global values it reads. Change any of those and the run
-starts afresh (the old folder stays until the user deletes it).
+the code of the notebook functions it calls and of the methods of the
+notebook classes it uses, those classes' attributes, defaults, closure
+variables and the global values read (``dependencies.walk``). Change any
+of those and the run starts afresh (the old folder stays until the user
+deletes it).
 
 joblib's ``Memory`` is not used as is: it keys a function by its source
 text and name only (not the globals it reads), and it stores a result when
@@ -15,7 +17,7 @@ Each file is written to a temporary name and renamed, carries its length
 and a CRC32, and a file that fails either check is deleted and recomputed.
 """
 
-import inspect
+import hashlib
 import os
 import pickle
 import struct
@@ -28,7 +30,7 @@ import cloudpickle
 import joblib
 
 from .errors import ParmagicInputError
-from .mutation import code_names
+from .dependencies import state_bytes, walk
 
 _HEADER = struct.Struct("<8sQI")  # magic, payload length, CRC32 of the payload
 _MAGIC = b"PARMAGC1"
@@ -114,44 +116,23 @@ def item_key(args):
 
 def function_key(func):
     """A fingerprint of what decides ``func``'s results besides its
-    arguments: its code and that of the functions it calls from its own
-    module (the notebook's), their defaults and closure variables, and the
-    global values they read."""
-    parts, seen, stack = [], set(), [func]
-    home = getattr(func, "__module__", None)
-    while stack:
-        function = stack.pop()
-        code = getattr(function, "__code__", None)
-        if code is None or id(code) in seen or (
-            function is not func and getattr(function, "__module__", None) != home
-        ):
-            # library functions count by name: their code is the installed version's
-            parts.append(_describe(function))
-            continue
-        seen.add(id(code))
-        parts.append(_code_parts(code))
-        parts.append(_describe(getattr(function, "__defaults__", None)))
-        parts.append(_describe(getattr(function, "__kwdefaults__", None)))
-        for cell in getattr(function, "__closure__", None) or ():
-            stack.extend(_values_or_functions([_cell_value(cell)], parts))
-        namespace = getattr(function, "__globals__", {})
-        names = sorted(name for name in code_names(code) if name in namespace)
-        for name in names:
-            parts.append(name)
-            stack.extend(_values_or_functions([namespace[name]], parts))
-    return joblib.hash(parts)[:16]
+    arguments: everything ``dependencies.walk`` finds. Notebook functions
+    and methods count by their code, classes by their bases (their
+    attributes and methods are items of their own), values by content and
+    library code by name."""
+    return joblib.hash([_key_part(item) for item in walk(func)])[:16]
 
 
-def _values_or_functions(values, parts):
-    """Functions to fingerprint in turn; other values described into parts."""
-    for value in values:
-        if inspect.isfunction(value):
-            yield value
-        else:
-            parts.append(_describe(value))
+def _key_part(item):
+    if item.kind == "function":
+        return ("function", item.name, _code_parts(item.value.__code__))
+    if item.kind == "class":
+        return ("class", item.name, [_describe(base) for base in item.value.__bases__])
+    return (item.kind, item.name, _describe(item.value))
 
 
 def _code_parts(code):
+    # Line numbers are left out: moving a function down a cell changes nothing.
     consts = tuple(
         _code_parts(const) if isinstance(const, types.CodeType) else repr(const)
         for const in code.co_consts
@@ -159,25 +140,25 @@ def _code_parts(code):
     return (code.co_name, code.co_code, consts, code.co_names, code.co_varnames)
 
 
+_BY_NAME = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
+
+
 def _describe(value):
-    """Something hashable that changes when ``value`` does: the value itself
-    for data, the name for modules, classes and builtins."""
+    """Something hashable that changes when ``value`` does: the name for
+    modules, classes and functions (notebook ones have items of their own),
+    a content hash for data, objects of notebook classes included."""
     if isinstance(value, types.ModuleType):
         return f"module {value.__name__}"
-    if isinstance(value, type) or callable(value):
-        return f"{type(value).__name__} {getattr(value, '__qualname__', repr(value))}"
+    if isinstance(value, _BY_NAME):
+        return f"{type(value).__name__} {value.__module__}.{value.__qualname__}"
     try:
-        joblib.hash(value)
-        return value
-    except Exception:  # cannot be hashed (a lock...): only its type counts
+        return joblib.hash(value)
+    except Exception:  # e.g. an object whose notebook class was redefined since
+        pass
+    try:
+        return hashlib.sha256(state_bytes(value)).hexdigest()
+    except Exception:  # cannot be pickled (a lock...): only its type counts
         return f"unhashable {type(value).__qualname__}"
-
-
-def _cell_value(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell
-        return None
 
 
 def _safe_name(func):

@@ -5,22 +5,24 @@ lost. Two layers find it:
 
 * ``static_findings`` reads the function's source before the run: assigning a
   ``global``, item/attribute assignment or ``del`` on a global, augmented
-  assignment, and mutating method calls (``A.append(...)``, ``inplace=True``,
-  ``out=A``).
-* ``GlobalWatch`` runs in the workers: it fingerprints the globals the
-  function (and the notebook functions it calls) refers to, before and after
-  the work, and names those that changed. It catches changes made through
-  helpers that the static pass cannot see.
+  assignment, ``setattr``/``delattr`` on a global, and mutating method calls
+  (``A.append(...)``, ``inplace=True``, ``out=A``).
+* ``GlobalWatch`` runs in the workers: it fingerprints the globals read by
+  the function, by the notebook functions it calls and by the methods of the
+  notebook classes it uses, before and after the work, and names those that
+  changed. It catches changes made through helpers and methods
+  (``registry.register(x)``) that the static pass cannot see.
 """
 
 import ast
 import inspect
-import warnings
-import pickle
 import textwrap
 import types
+import warnings
 import zlib
 
+from .dependencies import code_names  # noqa: F401 - still imported from here
+from .dependencies import is_notebook_instance, notebook_homes, state_bytes, walk
 from .report import NOT_COMPUTED
 
 MUTATING_METHODS = frozenset(
@@ -183,6 +185,11 @@ class _MutationVisitor(ast.NodeVisitor):
 
     def visit_Call(self, node):
         function = node.func
+        if (isinstance(function, ast.Name) and function.id in ("setattr", "delattr")
+                and function.id not in self.scope.local and node.args):
+            base = _base_name(node.args[0])
+            if base and self._is_global(base):
+                self.found.append((base, node.lineno))
         if isinstance(function, ast.Attribute):
             base = _base_name(function.value)
             inplace = any(
@@ -208,11 +215,16 @@ def _base_name(node):
 
 # -- dynamic pass (runs in the workers) ----------------------------------------
 class GlobalWatch:
-    """Fingerprints of the globals a function refers to, directly or through
-    the notebook functions it calls."""
+    """Fingerprints of the globals a function reads, directly or through the
+    notebook functions and classes it uses (``dependencies.walk``)."""
 
     def __init__(self, func):
-        self.watched = _referenced_globals(func)
+        homes = notebook_homes(func)
+        self.watched = {
+            (id(item.holder), item.name): item.holder
+            for item in walk(func)
+            if item.kind == "global" and _is_state(item.value, homes)
+        }
 
     def snapshot(self):
         return {key: _fingerprint(holder[key[1]]) for key, holder in self.watched.items()
@@ -225,34 +237,13 @@ class GlobalWatch:
                        if after.get(key) != fingerprint})
 
 
-def _referenced_globals(func):
-    watched, seen, stack = {}, set(), [func]
-    while stack:
-        function = stack.pop()
-        code = getattr(function, "__code__", None)
-        if code is None or id(code) in seen:
-            continue
-        seen.add(id(code))
-        holder = function.__globals__
-        for name in code_names(code):
-            if name not in holder:
-                continue
-            value = holder[name]
-            if inspect.isfunction(value):
-                stack.append(value)
-            elif not isinstance(value, (types.ModuleType, type)) and not callable(value):
-                watched[(id(holder), name)] = holder
-    return watched
-
-
-def code_names(code):
-    """Global names used by ``code`` and the code nested in it."""
-    names, stack = set(), [code]
-    while stack:
-        current = stack.pop()
-        names.update(current.co_names)
-        stack.extend(c for c in current.co_consts if inspect.iscode(c))
-    return names
+def _is_state(value, homes):
+    """Data that a call could change in place. Code (modules, classes,
+    functions, library callables) is not; an object of a notebook class is,
+    even when it is callable."""
+    if isinstance(value, (types.ModuleType, type)):
+        return False
+    return is_notebook_instance(value, homes) or not callable(value)
 
 
 _LARGE_ARRAY_BYTES = 1 << 20
@@ -272,7 +263,7 @@ def _fingerprint(value):
             flat = value.reshape(-1)
             sample = flat[:: max(1, flat.size // _SAMPLE_ELEMENTS)]
             return (id(value), zlib.crc32(sample.tobytes()))
-        return (id(value), zlib.crc32(pickle.dumps(value, protocol=5)))
+        return (id(value), zlib.crc32(state_bytes(value)))
     except Exception:
         return (id(value), None)
 

@@ -2,16 +2,18 @@
 
 loky reports only "Could not pickle the task". When that happens, the
 function and then each item are pickled on their own to find the culprit,
-and the error names it: the global or closure variable the function uses,
-or the item's index.
+and the error names it: the global, closure variable, default or class
+attribute the function uses (through its helpers and classes too), or the
+item's index.
 """
 
 import inspect
+import types
 
 import cloudpickle
 
 from .errors import NotPicklableError, short_repr
-from .mutation import code_names
+from .dependencies import is_notebook_class, notebook_homes, walk
 
 _ADVICE = (
     "use the threading backend (-b threading, backend='threading'), where "
@@ -56,24 +58,30 @@ def item_error(index, item, args):
         )
 
 
+_DESCRIPTIONS = {
+    "global": "the global {!r}",
+    "closure": "the closure variable {!r}",
+    "default": "a default argument value",
+    "kwdefault": "the default of {!r}",
+    "attribute": "the class attribute {!r}",
+}
+
+
 def _parts(func):
-    """``(description, value)`` for what ``func`` carries to a worker:
-    defaults, closure variables and the globals its code names."""
-    for value in getattr(func, "__defaults__", None) or ():
-        yield "a default argument value", value
-    for name, value in (getattr(func, "__kwdefaults__", None) or {}).items():
-        yield f"the default of {name!r}", value
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return
-    cells = zip(code.co_freevars, getattr(func, "__closure__", None) or ())
-    for name, cell in cells:
-        try:
-            yield f"the closure variable {name!r}", cell.cell_contents
-        except ValueError:  # empty cell
+    """``(description, value)`` for the data ``func`` carries to a worker,
+    its own first, then its helpers' and its classes' (``walk`` order).
+    Modules go by reference and notebook functions and classes are looked
+    into instead, so the culprit named is the value inside them."""
+    homes = notebook_homes(func)
+    for item in walk(func):
+        value = item.value
+        if (item.kind not in _DESCRIPTIONS or inspect.ismodule(value)
+                or _is_notebook_code(value, homes)):
             continue
-    namespace = getattr(func, "__globals__", {})
-    for name in sorted(code_names(code)):
-        value = namespace.get(name)
-        if name in namespace and not inspect.ismodule(value):
-            yield f"the global {name!r}", value
+        yield _DESCRIPTIONS[item.kind].format(item.name), value
+
+
+def _is_notebook_code(value, homes):
+    if isinstance(value, types.FunctionType):
+        return value.__module__ in homes
+    return is_notebook_class(value, homes)

@@ -3,13 +3,15 @@
 cloudpickle sends notebook functions by value and renames their file to
 ``<dynamic-code>``, so a worker cannot show the line that failed. The worker
 sends plain frames (file, line number, function name, source line); here the
-notebook side finds each ``<dynamic-code>`` frame's function among the mapped
-function's globals and reads the line from its real cell.
+notebook side finds each ``<dynamic-code>`` frame's code among the notebook
+functions and class methods the mapped function reaches
+(``dependencies.notebook_code``) and reads the line from its real cell.
 """
 
-import inspect
 import linecache
 import traceback
+
+from .dependencies import notebook_code
 
 DYNAMIC = "<dynamic-code>"
 
@@ -26,7 +28,7 @@ def frames_of(exc):
 
 def render(frames, exc, func):
     """Traceback text for ``frames`` with source lines filled in."""
-    codes = _notebook_code(func)
+    codes = notebook_code(func)
     lines = ["Traceback (most recent call last):\n"]
     for filename, lineno, name, line in frames:
         if filename == DYNAMIC:
@@ -37,22 +39,6 @@ def render(frames, exc, func):
             lines.append(f"    {line}\n")
     lines.extend(traceback.format_exception_only(type(exc), exc))
     return "".join(lines)
-
-
-def _notebook_code(func):
-    """Code objects of ``func`` and of the functions in its globals,
-    nested ones included."""
-    functions = [func] + [
-        value
-        for value in getattr(func, "__globals__", {}).values()
-        if inspect.isfunction(value)
-    ]
-    codes, stack = [], [f.__code__ for f in functions if hasattr(f, "__code__")]
-    while stack:
-        code = stack.pop()
-        codes.append(code)
-        stack.extend(c for c in code.co_consts if inspect.iscode(c))
-    return codes
 
 
 def _real_file(codes, name, lineno):

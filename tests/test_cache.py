@@ -54,19 +54,51 @@ def test_a_rerun_takes_finished_items_from_the_cache(tmp_path):
     assert "6 from the cache" in repr(record)
 
 
-def test_after_a_failure_only_the_missing_items_are_computed(tmp_path):
-    log = tmp_path / "log"
-    work = make_counted(log, code="1 // (x - 3) if x == 3 else x")
-    record, error = cached_run(work, range(8), tmp_path / "cache", batch_size=1)
-    assert isinstance(error, ZeroDivisionError)
-    done_before = {i for i, value in enumerate(record.results) if value == i}
-    fixed = make_counted(log, code="x")  # the fix changes the code: a new cache
-    record, error = cached_run(fixed, range(8), tmp_path / "cache")
-    assert error is None and record.n_cached == 0
-    log.unlink()
-    record, _ = cached_run(fixed, range(8), tmp_path / "cache")
-    assert record.n_cached == 8 and computed(log) == []
-    assert done_before  # the failing run kept what had finished
+FAILS_ONCE = """
+def work(x):
+    if x in FAILING and os.path.exists(MARKER):
+        raise ValueError(f"item {x} fails while the marker is there")
+    with open(LOG, "a") as log:
+        log.write(f"{x}\\n")
+    time.sleep(0.02)
+    return x * 2
+"""
+
+
+def fails_once(tmp_path, failing):
+    """A function whose ``failing`` items raise until the test removes the
+    marker file; the function itself, and so its cache key, stays the same."""
+    marker = tmp_path / "marker"
+    marker.touch()
+    namespace = {"os": os, "time": time, "LOG": str(tmp_path / "log"),
+                 "MARKER": str(marker), "FAILING": failing}
+    exec(FAILS_ONCE, namespace)
+    return namespace["work"], marker
+
+
+def test_a_rerun_after_failures_computes_exactly_the_failed_items(tmp_path):
+    work, marker = fails_once(tmp_path, failing={2, 5})
+    record, _ = cached_run(work, range(8), tmp_path / "cache", on_error="collect")
+    assert sorted(record.errors) == [2, 5] and record.n_finished == 6
+    marker.unlink()
+    (tmp_path / "log").unlink()
+    record, error = cached_run(work, range(8), tmp_path / "cache", on_error="collect")
+    assert error is None and record.results == [x * 2 for x in range(8)]
+    assert record.n_cached == 6 and computed(tmp_path / "log") == [2, 5]
+
+
+def test_a_rerun_after_a_stopped_run_computes_exactly_what_was_missing(tmp_path):
+    work, marker = fails_once(tmp_path, failing={6})
+    record, error = cached_run(work, range(20), tmp_path / "cache", batch_size=1)
+    assert isinstance(error, ValueError)
+    finished = [i for i, value in enumerate(record.results) if value == i * 2]
+    assert 0 < len(finished) < 20  # stopped part way
+    marker.unlink()
+    (tmp_path / "log").unlink()
+    record, error = cached_run(work, range(20), tmp_path / "cache", batch_size=1)
+    assert error is None and record.results == [x * 2 for x in range(20)]
+    assert record.n_cached == len(finished)
+    assert computed(tmp_path / "log") == sorted(set(range(20)) - set(finished))
 
 
 def test_failed_items_are_not_cached(tmp_path):
@@ -95,6 +127,58 @@ def test_changing_code_globals_or_closures_invalidates(tmp_path):
     cached_run(closure(2), range(3), cache)
     record, _ = cached_run(closure(3), range(3), cache)
     assert record.n_cached == 0 and record.results == [0, 3, 6]
+
+
+NOTEBOOK = """
+OFFSET = {offset}
+class Scaler:
+    FACTOR = {factor}
+    def scale(self, x):
+        return x * self.FACTOR{method}
+def helper(x):
+    return x{helper}
+def make(step):
+    def work(x, bias={bias}):
+        with open(LOG, "a") as log:
+            log.write(f"{{x}}\\n")
+        return Scaler().scale(helper(x)) + OFFSET + bias + step{work}
+    return work
+work = make({step})
+"""
+UNEDITED = dict(offset=0, factor=2, method="", helper="", bias=0, step=0, work="")
+
+
+def notebook_work(log_path, **edits):
+    """``work`` as a notebook defines it, re-run from its source each time
+    (new function and class objects, as when a cell is run again)."""
+    namespace = {"__name__": "__main__", "LOG": str(log_path)}
+    exec(NOTEBOOK.format(**{**UNEDITED, **edits}), namespace)
+    return namespace["work"]
+
+
+@pytest.mark.parametrize("edit", [
+    dict(work=" + 100"),  # the function's code
+    dict(helper=" + 1"),  # a notebook helper's code
+    dict(method=" - 1"),  # a method of a class the function uses
+    dict(factor=3),  # a class attribute
+    dict(bias=10),  # a default
+    dict(step=5),  # a closure variable
+    dict(offset=7),  # a global value read
+], ids=lambda edit: next(iter(edit)))
+def test_every_kind_of_edit_is_computed_again_and_no_edit_is_not(tmp_path, edit):
+    log, cache = tmp_path / "log", tmp_path / "cache"
+    record, _ = cached_run(notebook_work(log), range(4), cache)
+    assert record.results == [0, 2, 4, 6] and record.n_cached == 0
+    log.unlink()
+    record, _ = cached_run(notebook_work(log), range(4), cache)  # the cell run again
+    assert record.n_cached == 4 and computed(log) == []
+    edited = notebook_work(log, **edit)
+    expected = [edited(x) for x in range(4)]
+    assert expected != [0, 2, 4, 6]
+    log.unlink()
+    record, _ = cached_run(edited, range(4), cache)
+    assert record.results == expected
+    assert record.n_cached == 0 and computed(log) == [0, 1, 2, 3]
 
 
 def test_damaged_entries_are_recomputed_never_returned(tmp_path):

@@ -61,6 +61,9 @@ CASES = [
     ("def f(i):\n    arr.fill(i)\n", {"arr"}),
     ("def f(i):\n    df.drop('x', inplace=True)\n", {"df"}),
     ("def f(i):\n    np.add(arr, 1, out=arr)\n", {"arr"}),
+    ("def f(i):\n    setattr(obj, 'x', i)\n", {"obj"}),
+    ("def f(i):\n    delattr(obj, 'x')\n", {"obj"}),
+    ("def f(i):\n    setattr(obj.inner, 'x', i)\n", {"obj"}),
     # positives: nested functions, loops, lambdas
     ("def f(i):\n    for j in range(i):\n        A.append(j)\n", {"A"}),
     ("def f(i):\n    def g():\n        D[i] = 1\n    g()\n", {"D"}),
@@ -84,6 +87,10 @@ CASES = [
     ("def f(i):\n    import math\n    math.x = 1\n", set()),  # local import
     ("def f(i):\n    np.random.seed(i)\n    return i\n", set()),  # module functions
     ("def f(i):\n    missing.append(i)\n", set()),  # not a notebook global
+    ("def f(x):\n    setattr(x, 'y', 1)\n    return x\n", set()),  # an argument
+    ("def f(i):\n    return getattr(obj, 'x', i)\n", set()),  # reading
+    ("def f(i):\n    setattr = print\n    setattr(obj, 'x', i)\n", set()),  # not the builtin
+    ("def f(i):\n    setattr(np, 'x', i)\n", set()),  # a module
 ]
 
 
@@ -180,3 +187,64 @@ def test_large_array_globals_are_watched_by_sample():
     func = define(source)
     _, caught = _one_warning(lambda: pmap(func, range(2), n_jobs=2, backend="threading"))
     assert len(caught) == 1 and "the global BIG" in str(caught[0].message)
+
+
+# Notebook classes, as a cell defines them. In a worker their objects cannot
+# be pickled by reference (cloudpickle shipped the class by value), which
+# used to hide every change to them from the dynamic pass.
+REGISTRY = """
+class Registry:
+    def __init__(self):
+        self.items = []
+    def register(self, item):
+        self.items.append(item)
+    def count(self):
+        return len(self.items)
+    def __call__(self, item):
+        return item in self.items
+class Config:
+    scale = 1
+registry = Registry()
+cfg = Config()
+cfg.x = 0
+"""
+
+
+@pytest.mark.parametrize("body, name", [
+    ("    registry.register(i)\n    return i\n", "registry"),
+    ("    set_x(i)\n    return i\n", "cfg"),
+    ("    drop_x()\n    return i\n", "cfg"),
+])
+def test_dynamic_check_sees_state_changed_in_objects_of_notebook_classes(body, name):
+    source = REGISTRY + ("def set_x(i):\n    setattr(cfg, 'x', i)\n"
+                         "def drop_x():\n    if hasattr(cfg, 'x'):\n        delattr(cfg, 'x')\n"
+                         "def f(i):\n" + body)
+    func = define(source)
+    assert static_findings(func) == []  # through a method or a helper: invisible
+    result, caught = _one_warning(lambda: pmap(func, range(4), n_jobs=2))
+    assert result == [0, 1, 2, 3]
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert f"f changes the global {name} (seen while it ran)" in str(caught[0].message)
+    assert func.__globals__["registry"].items == [] and func.__globals__["cfg"].x == 0
+
+
+def test_setattr_on_a_global_is_found_before_the_run():
+    func = define(REGISTRY + "def f(i):\n    setattr(cfg, 'x', i)\n    return i\n")
+    _, caught = _one_warning(lambda: pmap(func, range(4), n_jobs=2))
+    assert len(caught) == 1
+    assert "f changes the global cfg (line " in str(caught[0].message)
+    assert "setattr(cfg, 'x', i)" in str(caught[0].message)
+
+
+@pytest.mark.parametrize("body", [
+    "    return registry.count() + i\n",  # a method that only reads
+    "    return registry(i)\n",  # a callable object of a notebook class
+    "    return Config.scale * cfg.x + i\n",  # class and instance attributes
+    "    return Registry().count() + i\n",  # a new object, the global class untouched
+    "    return helper(i) + np.sum(A) + math.sqrt(i)\n",  # functions and modules
+])
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_using_notebook_objects_without_changing_them_gives_no_warning(body, backend):
+    func = define(REGISTRY + "def helper(i):\n    return i\ndef f(i):\n" + body)
+    result, caught = _one_warning(lambda: pmap(func, range(4), n_jobs=2, backend=backend))
+    assert len(result) == 4 and caught == []
