@@ -3,9 +3,9 @@
 import importlib.util
 import numbers
 
-from joblib import parallel as joblib_parallel
 
 from .errors import ParmagicInputError
+from .joblib_internals import configured_backend, registered_backends
 
 # Backends joblib knows by name once an extra package is installed.
 _OPTIONAL_BACKENDS = {
@@ -16,7 +16,7 @@ _OPTIONAL_BACKENDS = {
 
 def known_backends():
     """Names accepted by ``backend=``, registered ones first."""
-    names = list(joblib_parallel.BACKENDS)
+    names = list(registered_backends())
     names += [name for name in _OPTIONAL_BACKENDS if name not in names]
     return names
 
@@ -27,7 +27,7 @@ def check_backend(backend):
     ``None`` means "whatever an enclosing ``joblib.parallel_config`` says,
     else loky".
     """
-    if backend is None or backend in joblib_parallel.BACKENDS:
+    if backend is None or backend in registered_backends():
         return backend
     if not isinstance(backend, str):
         raise ParmagicInputError(
@@ -50,9 +50,9 @@ def streams_results(backend):
     """Whether ``joblib.Parallel`` can hand back results one by one on this
     backend (joblib's multiprocessing backend cannot)."""
     if backend is None:
-        backend_class = type(joblib_parallel.get_active_backend()[0])
+        backend_class = type(configured_backend()[0])
     else:
-        backend_class = joblib_parallel.BACKENDS.get(backend)
+        backend_class = registered_backends().get(backend)
     return getattr(backend_class, "supports_return_generator", True)
 
 
@@ -63,7 +63,7 @@ def check_n_jobs(n_jobs):
     there is one, else -1 (all cores), as the magics document.
     """
     if n_jobs is None:
-        _, configured = joblib_parallel.get_active_backend()
+        _, configured = configured_backend()
         return -1 if configured is None else configured
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral):
         raise ParmagicInputError(

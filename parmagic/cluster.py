@@ -9,7 +9,6 @@ unreachable scheduler is a clear error within a few seconds.
 """
 
 import contextlib
-import multiprocessing.pool
 
 from joblib import parallel_config
 
@@ -43,15 +42,6 @@ def backend_for(backend, scheduler):
 
         register_ray()  # Ray starts a local instance unless one is running
     yield backend
-
-
-def undo_ray_patch():
-    """Ray's joblib backend rebases joblib's ``PicklingPool`` onto Ray's pool
-    and leaves it so, which sends every later ``multiprocessing`` backend run
-    to Ray; put joblib's pool back after a Ray run."""
-    from joblib.pool import PicklingPool
-
-    PicklingPool.__bases__ = (multiprocessing.pool.Pool,)
 
 
 def dask_client(address):

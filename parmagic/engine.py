@@ -15,6 +15,7 @@ from joblib._parallel_backends import (
 )
 
 from . import backends, cluster
+from . import joblib_internals as internals
 from .background import BackgroundRun
 from .cache import ResultCache, cached_calls
 from .collect import Collector
@@ -23,7 +24,7 @@ from .errors import ParmagicInputError
 from .inputs import Inputs, check_inputs, default_labels
 from .mutation import MutationCheck
 from .parallel_run import ParallelRun
-from .pool import LokyRun, uses_loky_pool
+from .pool import LokyRun
 from .progress import ProgressBar
 from .report import ParmapRecord
 from .worker import CallOptions, inside_item
@@ -149,6 +150,7 @@ def run(
     func_source=None,
     on_start=None,
     cancel=None,
+    own_pool=False,
 ):
     """Run the map and return its :class:`ParmapRecord` (options as ``pmap``).
 
@@ -157,8 +159,10 @@ def run(
     source when ``inspect`` cannot find it (a lambda typed in a magic).
     ``on_start`` is called with the record before any item runs, so a caller
     can publish it and still see partial results if the run fails.
-    ``cancel`` is a ``threading.Event`` that stops the run when set (see
-    :func:`start`).
+    ``cancel`` is a ``threading.Event`` that stops the run when set, and
+    ``own_pool=True`` runs it on loky workers of its own instead of the
+    shared warm pool, so that nothing another run does to its workers
+    reaches this one (both for :func:`start`).
     """
     __tracebackhide__ = True
     func_label, *iterable_labels = labels or default_labels(len(iterables))
@@ -172,12 +176,12 @@ def run(
         # in: a pool per worker would oversubscribe the cores.
         settings.update(backend="sequential", progress=False, scheduler=None)
     parallel = _parallel(settings)
-    n_jobs = parallel._effective_n_jobs()  # once: on dask it asks the scheduler
+    n_jobs = internals.effective_n_jobs(parallel)  # once: on dask it asks the scheduler
     isolation = _isolation(parallel, n_jobs)
     inputs = Inputs(iterables, star)
     record = ParmapRecord(
         _name_of(func, func_label),
-        settings["backend"] or _backend_name(parallel),
+        settings["backend"] or internals.backend_name(parallel),
         n_jobs,
         inputs.length,
     )
@@ -190,7 +194,8 @@ def run(
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"])
     stream = _stream(
-        parallel, n_jobs, settings, func, options, inputs.length, func_label, cancel
+        parallel, n_jobs, settings, func, options, inputs.length, func_label, cancel,
+        own_pool,
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func) if cache is not None else None
@@ -205,7 +210,7 @@ def run(
         collector.run(stream, calls)
     finally:
         if settings["backend"] == "ray":
-            cluster.undo_ray_patch()
+            internals.restore_multiprocessing_pool()
     return record
 
 
@@ -221,14 +226,16 @@ def _parallel(settings):
         )
 
 
-def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, cancel):
-    """Where the items run: the loky pool, a dask client, or joblib."""
+def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, cancel,
+            own_pool):
+    """Where the items run: a loky pool, a dask client, or joblib."""
     batch_size = settings["batch_size"]
-    if uses_loky_pool(parallel, n_jobs):
-        stream = LokyRun(parallel, func, options, batch_size, n_items, n_jobs, func_label)
+    if internals.runs_on_loky(parallel, n_jobs):
+        stream = LokyRun(parallel, func, options, batch_size, n_items, n_jobs, func_label,
+                         private_pool=own_pool)
     elif settings["backend"] == "dask":
-        stream = DaskRun(parallel._backend.client, func, options, batch_size, n_items,
-                         n_jobs, func_label)
+        stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
+                         n_items, n_jobs, func_label)
     else:
         if type(parallel._backend) not in _ALARMED_BACKENDS:
             # items run in threads (here or on a cluster), which cannot time
@@ -254,7 +261,7 @@ def start(func, *iterables, on_done=None, **options):
     options["progress"] = False
 
     def start_run(on_start, cancel):
-        run(func, iterables, on_start=on_start, cancel=cancel, **options)
+        run(func, iterables, on_start=on_start, cancel=cancel, own_pool=True, **options)
 
     return BackgroundRun(start_run, on_done)
 
@@ -299,9 +306,9 @@ def _check_timeout(timeout):
 
 def _isolation(parallel, n_jobs):
     """Where the function runs relative to the notebook's globals."""
-    backend = parallel._backend
-    if isinstance(backend, SequentialBackend) or n_jobs == 1:
+    if internals.runs_serially(parallel) or n_jobs == 1:
         return None
+    backend = internals.backend_of(parallel)
     return "threads" if getattr(backend, "uses_threads", False) else "processes"
 
 
@@ -309,6 +316,3 @@ def _name_of(func, label):
     return getattr(func, "__qualname__", None) or label
 
 
-def _backend_name(parallel):
-    name = type(parallel._backend).__name__
-    return name.removesuffix("Backend").lower() or name

@@ -7,10 +7,12 @@ submitted as futures and collected with ``concurrent.futures.wait``, which
 wakes as soon as a result arrives.
 
 The pool is configured through the ``Parallel`` object itself, so it is built
-with exactly the arguments ``Parallel`` would use and the user's own
-``joblib.Parallel`` calls keep reusing the same warm workers. Large numpy
-arrays are memmapped into a temporary folder registered for this run only and
-removed at its end (as ``LokyBackend.configure`` / ``terminate`` do).
+with exactly the arguments ``Parallel`` would use (``joblib_internals``). A
+foreground run shares joblib's warm pool with the user's own
+``joblib.Parallel`` calls; a background run has a pool of its own, so that
+stopping one run (failure, interrupt, crash, time limit) never kills another
+run's workers. Large numpy arrays are memmapped into a temporary folder of
+this run's only, removed at its end.
 
 Failures a worker cannot report itself are turned into per-item outcomes
 here: a worker process that died (``WorkerCrashError`` for the items in
@@ -19,56 +21,17 @@ naming it), and an item stuck past its time limit in code that ignores
 signals (``ItemTimeoutError``; its worker is stopped).
 """
 
-import functools
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from joblib import executor as joblib_executor
-from joblib._parallel_backends import LokyBackend
-from joblib.externals.loky import reusable_executor
-
 from .chunked import ChunkedRun
 from .errors import WorkerCrashError, crash_message
+from .joblib_internals import LokyPool
 from .worker import Batch, Chunk
 
 # An item that ignores its time limit (stuck in compiled code) is stopped
 # this long after the limit, at the latest.
 _TIMEOUT_GRACE = 2.0
-# How the executor parmagic last configured was set up (see _executor_for).
-_warm = {}
-
-
-def uses_loky_pool(parallel, n_jobs):
-    """True when ``parallel`` runs on loky with ``n_jobs`` > 1 workers."""
-    return type(parallel._backend) is LokyBackend and n_jobs > 1
-
-
-def _executor_for(parallel):
-    """The loky executor for this run and its worker count.
-
-    A warm pool that nothing has reconfigured since parmagic configured it is
-    reused as is, with only this run's memmapping context registered: going
-    through ``get_memmapping_executor`` again would leave an empty temporary
-    folder behind on every call.
-    """
-    backend = parallel._backend
-    n_workers = backend.effective_n_jobs(parallel.n_jobs)
-    key = repr((n_workers, backend._prepare_worker_env(n_jobs=n_workers),
-                backend.backend_kwargs, parallel._backend_kwargs))
-    executor = reusable_executor._executor
-    if (
-        executor is not None
-        and executor is _warm.get("executor")
-        and key == _warm.get("key")
-        and joblib_executor._executor_args is _warm.get("args")
-        and not (executor._flags.broken or executor._flags.shutdown)
-    ):
-        executor._temp_folder_manager.register_new_context(parallel._id)
-        backend._workers, backend.parallel = executor, parallel
-        return executor, n_workers
-    n_workers = parallel._initialize_backend()
-    _warm.update(executor=backend._workers, key=key, args=joblib_executor._executor_args)
-    return backend._workers, n_workers
 
 
 class LokyRun(ChunkedRun):
@@ -76,18 +39,15 @@ class LokyRun(ChunkedRun):
     breaks the whole pool: every chunk in flight fails with a
     ``WorkerCrashError`` and the next chunks go to a fresh pool."""
 
-    def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label):
-        self.parallel = parallel
-        self.executor = None  # acquired with the first chunk (none if all are cached)
+    def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label,
+                 private_pool=False):
+        # workers start with the first chunk (never, if every item is cached)
+        self.pool = LokyPool(parallel, private=private_pool)
         super().__init__(func, options, batch_size, n_items, n_workers, func_label)
 
     def _submit(self, chunk):
-        if self.executor is None:  # the first chunk, or the last pool died
-            self.executor, _ = _executor_for(self.parallel)
-        use_this_runs_folder = functools.partial(
-            self.executor._temp_folder_manager.set_current_context, self.parallel._id)
-        return self.executor.submit(
-            Chunk(self.func, chunk, self.options, use_this_runs_folder))
+        return self.pool.submit(
+            Chunk(self.func, chunk, self.options, self.pool.use_run_folder))
 
     def _wait(self, futures, timeout):
         return wait(futures, timeout, FIRST_COMPLETED).done
@@ -107,15 +67,11 @@ class LokyRun(ChunkedRun):
             yield Batch.failed((index for index, _ in chunk), lambda: exc)
 
     def _abandon(self):
-        """Kill the workers; the next submission starts a fresh pool."""
-        if self.executor is not None:
-            self.executor.terminate(kill_workers=True)
-            self.executor = self.parallel._backend._workers = None
+        """Kill this run's workers; the next submission starts fresh ones."""
+        self.pool.kill()
 
     def _release(self):
-        backend = self.parallel._backend
-        if getattr(backend, "_workers", None) is not None:  # a pool was used
-            backend.terminate()  # frees this run's temporary folder
+        self.pool.close()
 
     def _crashed(self, exc, chunk):
         """A worker died: loky fails every chunk in flight, so all of them

@@ -1,0 +1,211 @@
+"""The one module that touches joblib's and loky's private names.
+
+parmagic drives joblib's loky pool through its futures (see ``pool.py``) and
+reads a few facts off ``joblib.Parallel`` objects. Every name joblib does not
+document is used here and nowhere else, and ``tests/test_joblib_internals.py``
+checks each one exists, so a joblib upgrade that moves one fails that test
+by name instead of breaking a run. pyproject.toml pins the joblib versions
+this was tested with.
+
+Pools: a foreground run uses the warm pool joblib itself keeps (loky's
+reusable executor), so ``joblib.Parallel`` calls and ``%pmap`` share workers.
+A background run gets a private pool of its own (``LokyPool(private=True)``),
+so stopping, crashing or timing out any other run never touches its workers,
+and its end removes its own workers and temporary files only.
+"""
+
+import multiprocessing.pool
+import threading
+import weakref
+
+from joblib import executor as joblib_executor
+from joblib import parallel as joblib_parallel
+from joblib._memmapping_reducer import (
+    TemporaryResourcesManager,
+    get_memmapping_reducers,
+)
+from joblib._parallel_backends import (
+    LokyBackend,
+    MultiprocessingBackend,
+    SequentialBackend,
+)
+from joblib.externals.loky import reusable_executor
+
+# loky's default for how long idle workers wait before they exit (seconds)
+_IDLE_WORKER_TIMEOUT = 300
+
+
+# -- facts about a joblib.Parallel ------------------------------------------------
+def backend_of(parallel):
+    """The backend instance a ``joblib.Parallel`` runs on."""
+    return parallel._backend
+
+
+def effective_n_jobs(parallel):
+    """How many workers ``parallel`` will use (asks a dask scheduler)."""
+    return parallel._effective_n_jobs()
+
+
+def runs_on_loky(parallel, n_jobs):
+    """True when ``parallel`` runs on loky with ``n_jobs`` > 1 workers."""
+    return type(parallel._backend) is LokyBackend and n_jobs > 1
+
+
+def runs_serially(parallel):
+    return isinstance(parallel._backend, SequentialBackend)
+
+
+def items_in_main_thread(parallel):
+    """Whether items run in the main thread of a process (here or in a
+    worker process), where a signal can stop them."""
+    return isinstance(parallel._backend, (LokyBackend, MultiprocessingBackend, SequentialBackend))
+
+
+def dask_client(parallel):
+    """The ``distributed.Client`` of a ``parallel`` on joblib's dask backend."""
+    return parallel._backend.client
+
+
+def backend_name(parallel):
+    name = type(parallel._backend).__name__
+    return name.removesuffix("Backend").lower() or name
+
+
+# -- joblib's backend registry ---------------------------------------------------
+def registered_backends():
+    """Backend names joblib knows now, ``{name: backend class}``."""
+    return joblib_parallel.BACKENDS
+
+
+def configured_backend():
+    """``(backend instance, n_jobs)`` of the enclosing ``parallel_config``
+    (n_jobs None when nothing set it)."""
+    return joblib_parallel.get_active_backend()
+
+
+def restore_multiprocessing_pool():
+    """Ray's joblib backend rebases joblib's ``PicklingPool`` onto Ray's pool
+    and leaves it so, which would send every later ``multiprocessing``
+    backend run to Ray: put joblib's own base back."""
+    from joblib.pool import PicklingPool
+
+    PicklingPool.__bases__ = (multiprocessing.pool.Pool,)
+
+
+# -- loky pools ------------------------------------------------------------------
+class LokyPool:
+    """The loky workers one run submits to, with that run's temporary folder
+    (where joblib memmaps large numpy arrays).
+
+    ``private=False``: joblib's warm, shared pool. ``private=True``: a pool
+    made for this run alone, shut down by ``close``.
+    """
+
+    def __init__(self, parallel, private=False):
+        self.parallel = parallel
+        self.private = private
+        self.executor = None  # started with the first submission
+
+    def submit(self, task):
+        """Submit ``task`` (a callable). If it holds numpy arrays, it must
+        call ``use_run_folder()`` as it is pickled (see ``worker.Chunk``)."""
+        if self.executor is None:
+            self.executor = (_private_executor if self.private else _shared_executor)(
+                self.parallel)
+        return self.executor.submit(task)
+
+    def use_run_folder(self):
+        """Point joblib's memmapping reducers at this run's temporary folder
+        (what ``joblib.parallel.BatchedCalls`` does when pickled)."""
+        self.executor._temp_folder_manager.set_current_context(self.parallel._id)
+
+    def kill(self):
+        """Kill the workers now; the next submission starts fresh ones."""
+        if self.executor is not None:
+            self.executor.terminate(kill_workers=True)
+            self.executor = None
+
+    def close(self):
+        """The run is over: free its temporary folder (a private pool goes
+        away entirely; the shared one stays warm for the next run)."""
+        if self.executor is None:
+            return
+        if self.private:
+            self.executor.terminate(kill_workers=True)
+        else:
+            self.executor._temp_folder_manager._clean_temporary_resources(
+                context_id=self.parallel._id, force=False)
+        self.executor = None
+
+
+# How the shared executor parmagic last configured was set up.
+_warm = {}
+# Private pools still open, so shutdown_pools can stop them.
+_private_executors = weakref.WeakSet()
+
+
+def _shared_executor(parallel):
+    """joblib's reusable loky executor, configured as ``parallel`` would.
+
+    A warm pool that nothing has reconfigured since parmagic configured it
+    is reused with only this run's folder registered: going through
+    ``get_memmapping_executor`` again would leave an empty temporary folder
+    behind on every call.
+    """
+    backend = parallel._backend
+    n_workers = backend.effective_n_jobs(parallel.n_jobs)
+    key = repr((n_workers, backend._prepare_worker_env(n_jobs=n_workers),
+                backend.backend_kwargs, parallel._backend_kwargs))
+    executor = reusable_executor._executor
+    if (
+        executor is not None
+        and executor is _warm.get("executor")
+        and key == _warm.get("key")
+        and joblib_executor._executor_args is _warm.get("args")
+        and not (executor._flags.broken or executor._flags.shutdown)
+    ):
+        executor._temp_folder_manager.register_new_context(parallel._id)
+        return executor
+    parallel._initialize_backend()
+    executor = backend._workers
+    backend._workers = None  # parmagic, not the backend, releases it
+    _warm.update(executor=executor, key=key, args=joblib_executor._executor_args)
+    return executor
+
+
+def _private_executor(parallel):
+    """A loky executor of its own for one run, set up as joblib's
+    ``get_memmapping_executor`` sets up the shared one (same reducers,
+    worker environment and idle timeout) but not registered as loky's
+    reusable singleton."""
+    backend = parallel._backend
+    n_workers = backend.effective_n_jobs(parallel.n_jobs)
+    options = {**backend.backend_kwargs, **parallel._backend_kwargs}
+    manager = TemporaryResourcesManager(options.pop("temp_folder", None))
+    job_reducers, result_reducers = get_memmapping_reducers(
+        unlink_on_gc_collect=True,
+        temp_folder_resolver=manager.resolve_temp_folder_name,
+        **options,
+    )
+    executor = joblib_executor.MemmappingExecutor(
+        threading.RLock(),
+        max_workers=n_workers,
+        timeout=options.get("idle_worker_timeout", _IDLE_WORKER_TIMEOUT),
+        executor_id=-1,
+        job_reducers=job_reducers,
+        result_reducers=result_reducers,
+        env=backend._prepare_worker_env(n_jobs=n_workers),
+    )
+    executor._temp_folder_manager = manager
+    manager.register_new_context(parallel._id)
+    _private_executors.add(executor)
+    return executor
+
+
+def shutdown_pools(kill=False):
+    """Stop the shared pool and any private ones still running."""
+    for executor in list(_private_executors):
+        executor.terminate(kill_workers=True)
+    executor = reusable_executor._executor
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=kill)
