@@ -48,10 +48,12 @@ def __dir__():
 
 
 def load_ipython_extension(ipython):
-    """Register ``%pmap`` and ``%%parmap`` (called by ``%load_ext parmagic``)."""
+    """Register ``%pmap`` and ``%%parmap`` (called by ``%load_ext parmagic``),
+    and start the worker pool in the background (``ParMagic.warm_pool``)."""
     from .magics import ParMagic
 
     ipython.register_magics(ParMagic)
+    ipython.magics_manager.registry[ParMagic.__name__].warm_up()
 
 
 def unload_ipython_extension(ipython):

@@ -140,6 +140,7 @@ class LokyPool:
 
 # How the shared executor parmagic last configured was set up.
 _warm = {}
+_shared_lock = threading.Lock()
 # Private pools still open, so shutdown_pools can stop them.
 _private_executors = weakref.WeakSet()
 
@@ -150,8 +151,13 @@ def _shared_executor(parallel):
     A warm pool that nothing has reconfigured since parmagic configured it
     is reused with only this run's folder registered: going through
     ``get_memmapping_executor`` again would leave an empty temporary folder
-    behind on every call.
+    behind on every call. (Locked: the warm-up thread may be here too.)
     """
+    with _shared_lock:
+        return _configured_shared_executor(parallel)
+
+
+def _configured_shared_executor(parallel):
     backend = parallel._backend
     n_workers = backend.effective_n_jobs(parallel.n_jobs)
     key = repr((n_workers, backend._prepare_worker_env(n_jobs=n_workers),
@@ -209,3 +215,25 @@ def shutdown_pools(kill=False):
     executor = reusable_executor._executor
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=kill)
+
+
+def warm_shared_pool(n_jobs):
+    """Start joblib's shared loky pool with ``n_jobs`` workers, as the first
+    run will ask for it, and wait until every worker has run a task (so it
+    has imported what a task needs). Returns the number of workers."""
+    from joblib import Parallel
+
+    from .worker import Chunk
+
+    parallel = Parallel(n_jobs=n_jobs, backend="loky")
+    n_workers = effective_n_jobs(parallel)
+    if not runs_on_loky(parallel, n_workers):
+        return 0
+    pool = LokyPool(parallel)
+    try:
+        tasks = [pool.submit(Chunk(abs, [(0, (0,))])) for _ in range(n_workers)]
+        for task in tasks:
+            task.result()
+    finally:
+        pool.close()  # the run folder only: the workers stay warm
+    return n_workers

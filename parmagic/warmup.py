@@ -1,0 +1,37 @@
+"""Starting the worker pool while the user is still typing.
+
+A fresh loky pool takes a few hundred milliseconds to start (new Python
+processes importing joblib and cloudpickle), which used to land on the first
+``%pmap``. When the extension loads, a daemon thread starts the shared pool
+and imports the engine, so ``%load_ext`` returns at once and the first call
+finds warm workers. ``%config ParMagic.warm_pool = False`` (or the same in
+``ipython_config.py``) turns it off.
+"""
+
+import threading
+
+_started = {}  # n_jobs -> the thread that warmed a pool for it
+
+
+def start(n_jobs=None):
+    """Warm the shared pool for ``n_jobs`` workers (None: all cores) in the
+    background; returns the thread (already started)."""
+    n_jobs = -1 if n_jobs is None else n_jobs
+    thread = _started.get(n_jobs)
+    if thread is not None and thread.is_alive():
+        return thread
+    thread = threading.Thread(target=_warm, args=(n_jobs,), daemon=True,
+                              name="parmagic-warm-pool")
+    _started[n_jobs] = thread
+    thread.start()
+    return thread
+
+
+def _warm(n_jobs):
+    try:
+        from . import engine  # noqa: F401  (the first call's imports, paid now)
+        from .joblib_internals import warm_shared_pool
+
+        warm_shared_pool(n_jobs)
+    except Exception:  # a failed warm-up costs nothing: the first call starts the pool
+        pass
