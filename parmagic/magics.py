@@ -124,9 +124,21 @@ class ParMagic(Magics):
     progress = Bool(True, help=(
         "Show a progress bar once a run has lasted a second "
         "(False: never).")).tag(config=True)
+    warm_pool = Bool(True, help=(
+        "Start the worker pool in the background when the extension loads, "
+        "so the first call finds it warm (False: start it with the first "
+        "call).")).tag(config=True)
     warn_mutation = Bool(True, help=(
         "Warn when the mapped function changes notebook globals (a change lost "
         "in worker processes, or racing between threads).")).tag(config=True)
+
+    def warm_up(self):
+        """Start the default pool in the background, unless the settings say
+        it will not be used (another backend) or not to."""
+        if self.warm_pool and self.backend in (None, "loky") and self.scheduler is None:
+            from . import warmup
+
+            warmup.start(self.n_jobs)
 
     @_usage_errors
     @magic_arguments()
