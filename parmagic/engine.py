@@ -31,7 +31,7 @@ from .worker import CallOptions, inside_item
 
 ON_ERROR = ("raise", "collect")
 # Backends whose items run in the main thread of a process, where the worker
-# itself can stop an item at its time limit (see worker.time_limit).
+# stops an item at its time limit even in a blocking call (see worker.time_limit).
 _ALARMED_BACKENDS = (LokyBackend, MultiprocessingBackend, SequentialBackend)
 
 
@@ -192,7 +192,7 @@ def run(
         record.finish("done")
         return record
     check = MutationCheck(func, isolation, func_source, warn_mutation)
-    options = CallOptions(check.active, True, settings["timeout"])
+    options = CallOptions(check.active, True, settings["timeout"], CallOptions.force_watchdog)
     stream = _stream(
         parallel, n_jobs, settings, func, options, inputs.length, func_label, cancel,
         own_pool,
@@ -238,9 +238,9 @@ def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, canc
                          n_items, n_jobs, func_label)
     else:
         if type(parallel._backend) not in _ALARMED_BACKENDS:
-            # items run in threads (here or on a cluster), which cannot time
-            # themselves out: joblib enforces the limit from here
-            parallel.timeout = settings["timeout"]
+            # items may run in threads, where the worker stops Python code at the
+            # limit but not compiled code: joblib gives up on that a little later
+            parallel.timeout = ParallelRun.gives_up_after(settings["timeout"])
         return ParallelRun(parallel, func, options)  # cancel: seen between items
     stream.cancel = cancel  # also seen while waiting for a chunk
     return stream

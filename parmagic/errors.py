@@ -39,6 +39,29 @@ class NotPicklableError(pickle.PicklingError):
     notebook and a worker process."""
 
 
+class UnpicklableExceptionError(RuntimeError):
+    """Stands in for an exception an item raised that could not be sent back
+    from its worker process (it holds a lock, say, or its ``__init__`` cannot
+    be called again when it is unpickled). Rare: exceptions travel with
+    cloudpickle, notebook classes included.
+
+    ``type_name`` is the original's ``module.QualifiedName``; the message
+    starts with it and the original message, and the traceback is the
+    original's.
+    """
+
+    def __init__(self, type_name, message, reason):
+        super().__init__(
+            f"{type_name}: {message} [this {type_name.rpartition('.')[2]} could not "
+            f"be sent back from the worker ({reason}), so this error stands in for it]"
+        )
+        self.type_name = type_name
+        self._args = (type_name, message, reason)
+
+    def __reduce__(self):
+        return (type(self), self._args)
+
+
 def short_repr(value, limit=60):
     """``repr(value)`` cut to ``limit`` characters, never raising."""
     try:

@@ -1,5 +1,6 @@
 """``%pmap`` and ``%%parmap``: parse what the user typed, then call the engine."""
 
+import ast
 import functools
 
 from IPython.core.error import UsageError
@@ -44,8 +45,11 @@ def _shared_options(magic):
             "Items sent to a worker at once, or 'auto' (the default: "
             "ParMagic.batch_size).")),
         argument("--timeout", type=float, metavar="S", help=(
-            "Per-item time limit in seconds: an item that runs longer fails "
-            "with ItemTimeoutError naming it. Default: ParMagic.timeout (none).")),
+            "Per-item time limit in seconds: an item that runs longer is "
+            "stopped and fails with ItemTimeoutError naming it, on every "
+            "backend, threads too. One stuck in compiled code is stopped a "
+            "little later with its worker process (in a thread, where it "
+            "cannot be, the run ends). Default: ParMagic.timeout (none).")),
         argument("--on-error", choices=("raise", "collect"), help=(
             "raise: stop at the first failing item (the default, "
             "ParMagic.on_error). collect: run every item, then raise an "
@@ -230,19 +234,27 @@ class ParMagic(Magics):
         options, rest = self._parse_options(self.parmap, line)
         iterable_srcs = parsing.split_iterables(rest)
         settings = self._settings(options)  # bad options fail before the cell runs
-        name = options.func or parsing.find_cell_function(self.shell.transform_cell(cell))
-        if name is None:
-            raise UsageError(
-                "the cell defines no function to map: end it with a def, "
-                "or name the function with -f NAME"
-            )
+        name = options.func or self._cell_function(cell)
         outcome = self._run_cell(cell)
         if not outcome.success:
-            raise UsageError("the cell raised an error (shown above), so nothing was mapped")
+            raise UsageError("the cell has an error (shown above), so nothing was mapped")
         namespace = self._namespace(None)
         if name not in namespace:
             raise UsageError(f"-f {name}: no function named {name!r} is defined")
         return self._run(options, settings, namespace[name], name, iterable_srcs, namespace)
+
+    def _cell_function(self, cell):
+        """The name of the function the cell defines. A cell that cannot be
+        parsed gives None and is run all the same: running it shows its
+        SyntaxError just as running the cell would, and runs nothing."""
+        source = self.shell.transform_cell(cell)
+        name = parsing.find_cell_function(source)
+        if name is None and _parses(source):
+            raise UsageError(
+                "the cell defines no function to map: end it with a def, "
+                "or name the function with -f NAME"
+            )
+        return name
 
     def _run_cell(self, cell):
         """Run the cell as a cell (its errors shown as usual), keeping the
@@ -340,6 +352,14 @@ class ParMagic(Magics):
 
 def _first_set(*values):
     return next((value for value in values if value is not None), None)
+
+
+def _parses(source):
+    try:
+        ast.parse(source)
+    except SyntaxError:
+        return False
+    return True
 
 
 def _evaluate(source, namespace):

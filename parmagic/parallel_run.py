@@ -13,6 +13,10 @@ from joblib import delayed
 from .errors import ItemTimeoutError
 from .worker import Batch, call_item
 
+# An item that ignores its time limit (a thread in compiled code) is given
+# up on this long after the limit, at the latest (as pool.LokyRun does).
+_TIMEOUT_GRACE = 2.0
+
 
 class ParallelRun:
     """One map through ``parallel``. ``outcomes`` yields a ``Batch`` of one
@@ -23,6 +27,13 @@ class ParallelRun:
         self.func = func
         self.options = options
         self._results = None
+
+    @staticmethod
+    def gives_up_after(timeout):
+        """joblib's ``Parallel.timeout`` for a per-item ``timeout``: the
+        worker stops an item at its limit (Python code, even in a thread, see
+        ``worker.time_limit``); this is for an item that does not stop."""
+        return None if timeout is None else timeout + max(_TIMEOUT_GRACE, timeout)
 
     def outcomes(self, calls):
         __tracebackhide__ = True
@@ -36,12 +47,14 @@ class ParallelRun:
                 received += 1
                 yield batch
         except (TimeoutError, multiprocessing.TimeoutError):  # the latter from ThreadPool
-            # Only threads are timed from here (see engine): joblib gave up
-            # waiting for the next item in order, which cannot be stopped.
+            # joblib gave up waiting for the next item in order: it did not
+            # stop at its limit, so it is in code that cannot be interrupted.
             yield Batch.failed([received], lambda: ItemTimeoutError(
-                f"the item ran longer than its {self.parallel.timeout:g} s time "
-                "limit; a thread cannot be stopped, so it goes on in the "
-                "background until it returns, and the run ended there"
+                f"the item ran longer than its {self.options.timeout:g} s time limit "
+                "and did not stop when told to: it is busy in compiled code or a "
+                "blocking call (time.sleep, I/O), where a thread cannot be "
+                "interrupted, so it goes on in the background until that call "
+                "returns, and the run ended there"
             ))
         except Exception as exc:
             # The backend itself failed on the next item in order (a lost

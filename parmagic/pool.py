@@ -92,8 +92,9 @@ class LokyRun(ChunkedRun):
             yield Batch.failed(items, lambda: WorkerCrashError(message, items))
 
     def _hard_limit(self):
-        # the worker stops the item itself at the limit (SIGALRM); this is
-        # for items that ignore it
+        # the worker stops the item itself at the limit (an alarm signal, or
+        # its watchdog thread where there are no signals); this is for items
+        # that ignore both
         return self.options.timeout + max(_TIMEOUT_GRACE, self.options.timeout)
 
     def _stop_stuck(self, stuck):
@@ -107,6 +108,7 @@ class LokyRun(ChunkedRun):
         self._abandon()
         return (
             f"the item ran longer than its {self.options.timeout:g} s time limit "
-            "and did not stop when told to (busy in compiled code?), so its "
-            "worker process was stopped"
+            "and did not stop when told to: it was busy in compiled code, or in "
+            "a blocking call that cannot be interrupted, so its worker process "
+            f"was stopped after {self._hard_limit():g} s"
         )

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -19,6 +20,8 @@ from parmagic import (
     pmap,
     run,
 )
+from parmagic.errors import UnpicklableExceptionError
+from parmagic.worker import CallOptions, call_item
 from processes import worker_processes
 
 BACKENDS = ["loky", "threading", "multiprocessing", "sequential"]
@@ -135,12 +138,100 @@ def test_timeout_stops_the_item_and_names_it(backend):
     assert pmap(abs, [-1], n_jobs=2, backend=backend) == [1]
 
 
-def test_timeout_with_threads_names_the_item_and_ends_the_run():
-    record, error = run_recorded(nap, [[0.1, 3, 0.1]], n_jobs=2, backend="threading",
-                                 timeout=0.5)
+def spin(seconds):
+    """Python code busy for ``seconds`` (unlike time.sleep, a thread's
+    watchdog can stop it); returns the worker's pid."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return os.getpid()
+
+
+@pytest.fixture
+def watchdog_forced(monkeypatch):
+    """Items are stopped by the watchdog thread, as where there is no SIGALRM."""
+    monkeypatch.setattr(CallOptions, "force_watchdog", True)
+
+
+def test_watchdog_stops_python_code_at_the_limit_in_any_thread():
+    options = CallOptions(capture=False, timeout=0.3, watchdog=True)
+    batches = []
+    helper = threading.Thread(target=lambda: batches.append(call_item(spin, 7, (60,), options)))
+    helper.start()
+    batches.append(call_item(spin, 7, (60,), options))  # in the main thread
+    helper.join(timeout=20)
+    assert not helper.is_alive()
+    for batch in batches:
+        error, frames = batch.failures[7]
+        assert type(error) is ItemTimeoutError
+        assert str(error) == "the item ran longer than its 0.3 s time limit"
+        assert frames[-1][3] == "while time.perf_counter() < end:"  # where it was stopped
+
+
+def test_watchdog_never_hits_the_code_after_an_item():
+    # items that end about when their limit does, in several threads: each
+    # finishes or times out, nothing escapes into the loop, nothing hangs
+    options = CallOptions(capture=False, timeout=0.002, watchdog=True)
+    outcomes, escaped = [], []
+
+    def many_items():
+        try:
+            for index in range(300):
+                batch = call_item(spin, index, (0.002,), options)
+                outcomes.append(type(batch.failures[index][0]) if batch.failures else int)
+                sum(range(100))  # code after the item
+        except BaseException as exc:  # noqa: BLE001 - what the test looks for
+            escaped.append(exc)
+
+    threads = [threading.Thread(target=many_items) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    many_items()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)  # no deadlock
+    assert escaped == []
+    assert len(outcomes) == 1200 and set(outcomes) <= {int, ItemTimeoutError}
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "sequential"])
+def test_watchdog_stops_the_item_at_its_limit_and_its_worker_lives(backend, watchdog_forced):
+    pmap(abs, [1, 2], n_jobs=2, backend=backend)  # the workers the run will use
+    before = {process.pid for process in worker_processes()}
+    record, error = run_recorded(spin, [[0.05, 60, 0.05, 0.05]], n_jobs=2, backend=backend,
+                                 timeout=0.5, on_error="collect")
+    assert isinstance(error, ExceptionGroup)
+    assert list(record.errors) == [1]
+    stopped = record.errors[1].exception
+    assert str(stopped) == "the item ran longer than its 0.5 s time limit"  # not a kill
+    assert "while time.perf_counter() < end:" in str(stopped.__cause__)
+    assert "item 1 (60) failed" in stopped.__notes__[0]
+    pids = {record.results[i] for i in (0, 2, 3)}
+    if backend == "loky":  # the same workers, none was stopped
+        assert before and pids <= before <= {p.pid for p in worker_processes()}
+    else:
+        assert pids == {os.getpid()}
+
+
+release_blocked_threads = threading.Event()
+
+
+def _blocks(x):
+    if x:
+        release_blocked_threads.wait()  # like compiled code: no Python runs meanwhile
+    return x
+
+
+def test_timeout_of_a_thread_in_compiled_code_names_the_item_and_ends_the_run():
+    try:
+        record, error = run_recorded(_blocks, [[0, 1, 0]], n_jobs=2, backend="threading",
+                                     timeout=0.3)
+    finally:
+        release_blocked_threads.set()
     assert isinstance(error, ItemTimeoutError)
-    assert "a thread cannot be stopped" in str(error)
-    assert "item 1 (3) failed" in error.__notes__[0]
+    assert "its 0.3 s time limit and did not stop when told to" in str(error)
+    assert "a thread cannot be interrupted" in str(error)
+    assert "item 1 (1) failed" in error.__notes__[0]
 
 
 def _ignores_alarms(seconds):
@@ -158,6 +249,103 @@ def test_timeout_stops_an_item_that_ignores_it_and_collect_goes_on():
     assert list(record.errors) == [1]
     assert "did not stop when told to" in str(record.errors[1].exception)
     assert [record.results[i] for i in (0, 2, 3)] == [0.1, 0.1, 0.1]
+
+
+NOTEBOOK_CELL = """
+PREFIX = "odd"
+
+class MyError(Exception):
+    def __str__(self):
+        return f"{PREFIX} {self.args[0]}"
+
+def fails_on_odd(x):
+    if x % 2:
+        raise MyError(x)
+    return x
+"""
+
+
+@pytest.fixture
+def notebook(monkeypatch):
+    """What running NOTEBOOK_CELL in a notebook defines, in a ``__main__``
+    module as a kernel has: cloudpickle sends its classes by value, and a
+    forked worker (multiprocessing) finds them by name."""
+    main = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    exec(NOTEBOOK_CELL, vars(main))  # noqa: S102 - the test's own code
+    return vars(main)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exception_classes_defined_in_the_notebook_keep_their_type(backend, notebook):
+    MyError = notebook["MyError"]
+    try:
+        pmap(notebook["fails_on_odd"], [0, 1, 2], n_jobs=2, backend=backend, progress=False)
+    except MyError as exc:
+        caught = exc
+    assert type(caught) is MyError and str(caught) == "odd 1"
+    assert "item 1 (1) failed" in caught.__notes__[0]
+    assert "line 10, in fails_on_odd" in str(caught.__cause__)  # where it was raised
+    groups = []
+    try:
+        pmap(notebook["fails_on_odd"], range(5), n_jobs=2, backend=backend,
+             on_error="collect", progress=False)
+    except* MyError as group:
+        groups.append(group)
+    assert [type(e) for e in groups[0].exceptions] == [MyError, MyError]
+    assert [str(e) for e in groups[0].exceptions] == ["odd 1", "odd 3"]
+    # the class came back as the notebook's own and kept its own methods,
+    # which still read the notebook's globals
+    notebook["PREFIX"] = "uneven"
+    assert str(caught) == "uneven 1"
+
+
+def test_results_of_notebook_classes_leave_the_class_as_it_was(notebook):
+    MyError = notebook["MyError"]
+    method = MyError.__str__
+    [result] = pmap(MyError, [5], n_jobs=2)
+    assert type(result) is MyError
+    assert MyError.__str__ is method  # not replaced by the worker's copy
+
+
+class HoldsALock(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+class TakesTwoArguments(Exception):
+    def __init__(self, code, detail):  # unpickling calls it with one: the message
+        super().__init__(f"{code}: {detail}")
+
+
+def _raises(kind):
+    if kind == "lock":
+        raise HoldsALock("cannot go back")
+    if kind == "two":
+        raise TakesTwoArguments(42, "cannot be rebuilt")
+    return kind
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_an_exception_that_cannot_be_sent_back_is_named_by_a_stand_in(backend):
+    record, error = run_recorded(_raises, [["ok", "lock", "two", "ok"]], n_jobs=2,
+                                 backend=backend, on_error="collect")
+    assert [record.results[i] for i in (0, 3)] == ["ok", "ok"]
+    locked, rebuilt = record.errors[1].exception, record.errors[2].exception
+    assert type(locked) is type(rebuilt) is UnpicklableExceptionError
+    assert str(locked).startswith("test_failures.HoldsALock: cannot go back [")
+    assert "cannot pickle '_thread.lock' object" in str(locked)
+    assert str(rebuilt).startswith("test_failures.TakesTwoArguments: 42: cannot be rebuilt [")
+    assert "missing 1 required positional argument" in str(rebuilt)
+    assert rebuilt.type_name == "test_failures.TakesTwoArguments"
+    assert 'raise TakesTwoArguments(42, "cannot be rebuilt")' in str(rebuilt.__cause__)
+
+
+def test_threads_pass_any_exception_as_it_is():
+    record, error = run_recorded(_raises, [["lock", "two"]], n_jobs=2, backend="threading",
+                                 on_error="collect")
+    assert [type(e) for e in error.exceptions] == [HoldsALock, TakesTwoArguments]
 
 
 lock = threading.Lock()

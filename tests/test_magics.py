@@ -95,6 +95,31 @@ def test_cell_magic_error_in_the_cell_maps_nothing(shell):
     assert "_parmap" not in shell.user_ns
 
 
+@pytest.mark.parametrize("options", ["", "-f f "])
+def test_cell_magic_syntax_error_is_shown_as_the_cell_would_show_it(shell, capsys, options):
+    before = _namespace_snapshot(shell)
+    result = shell.run_cell(f"%%parmap {options}range(3)\nx = 1\ndef f(x):\n    return x +\n")
+    shown = capsys.readouterr().out
+    assert "SyntaxError: invalid syntax" in shown
+    assert "line 3" in shown and "    return x +\n" in shown  # the line, as a cell shows it
+    assert "defines no function" not in shown + str(result.error_in_exec)
+    assert "nothing was mapped" in str(result.error_in_exec)
+    assert "_parmap" not in shell.user_ns
+    assert _namespace_snapshot(shell) == before  # nothing in the cell ran
+
+
+def test_exception_classes_defined_in_the_notebook_are_caught_by_their_class(shell):
+    cell(shell, "class MyError(Exception):\n    pass\n"
+                "def odd(x):\n    if x % 2:\n        raise MyError(x)\n    return x\n")
+    source = "try:\n    %pmap -n 2 odd [0, 1]\nexcept MyError as exc:\n    caught = exc\n"
+    cell(shell, source)
+    assert type(shell.user_ns["caught"]) is shell.user_ns["MyError"]
+    source = ("try:\n    %pmap -n 2 --on-error collect odd range(4)\n"
+              "except* MyError as group:\n    caught = group.exceptions\n")
+    cell(shell, source)
+    assert [type(e).__name__ for e in shell.user_ns["caught"]] == ["MyError", "MyError"]
+
+
 def test_config_sets_session_defaults(shell, square):
     cell(shell, "%config ParMagic.n_jobs = 2")
     cell(shell, "%config ParMagic.backend = 'threading'")
