@@ -209,6 +209,7 @@ def run(
     try:
         collector.run(stream, calls)
     finally:
+        record.transfer = getattr(stream, "transfer", None)  # loky runs say what moved
         if settings["backend"] == "ray":
             internals.restore_multiprocessing_pool()
     return record

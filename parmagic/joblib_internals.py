@@ -15,21 +15,18 @@ and its end removes its own workers and temporary files only.
 """
 
 import multiprocessing.pool
+import os
 import threading
 import weakref
 
 from joblib import executor as joblib_executor
 from joblib import parallel as joblib_parallel
-from joblib._memmapping_reducer import (
-    TemporaryResourcesManager,
-    get_memmapping_reducers,
-)
 from joblib._parallel_backends import (
     LokyBackend,
     MultiprocessingBackend,
     SequentialBackend,
 )
-from joblib.externals.loky import reusable_executor
+from joblib.externals.loky import ProcessPoolExecutor, reusable_executor
 
 # loky's default for how long idle workers wait before they exit (seconds)
 _IDLE_WORKER_TIMEOUT = 300
@@ -94,8 +91,7 @@ def restore_multiprocessing_pool():
 
 # -- loky pools ------------------------------------------------------------------
 class LokyPool:
-    """The loky workers one run submits to, with that run's temporary folder
-    (where joblib memmaps large numpy arrays).
+    """The loky workers one run submits to.
 
     ``private=False``: joblib's warm, shared pool. ``private=True``: a pool
     made for this run alone, shut down by ``close``.
@@ -107,34 +103,27 @@ class LokyPool:
         self.executor = None  # started with the first submission
 
     def submit(self, task):
-        """Submit ``task`` (a callable). If it holds numpy arrays, it must
-        call ``use_run_folder()`` as it is pickled (see ``worker.Chunk``)."""
+        """Submit ``task`` (a callable); returns its future."""
         if self.executor is None:
             self.executor = (_private_executor if self.private else _shared_executor)(
                 self.parallel)
         return self.executor.submit(task)
 
-    def use_run_folder(self):
-        """Point joblib's memmapping reducers at this run's temporary folder
-        (what ``joblib.parallel.BatchedCalls`` does when pickled)."""
-        self.executor._temp_folder_manager.set_current_context(self.parallel._id)
-
     def kill(self):
         """Kill the workers now; the next submission starts fresh ones."""
-        if self.executor is not None:
-            self.executor.terminate(kill_workers=True)
-            self.executor = None
-
-    def close(self):
-        """The run is over: free its temporary folder (a private pool goes
-        away entirely; the shared one stays warm for the next run)."""
         if self.executor is None:
             return
         if self.private:
+            self.executor.shutdown(wait=True, kill_workers=True)
+        else:  # joblib's executor: also removes the folders its manager made
             self.executor.terminate(kill_workers=True)
-        else:
-            self.executor._temp_folder_manager._clean_temporary_resources(
-                context_id=self.parallel._id, force=False)
+        self.executor = None
+
+    def close(self):
+        """The run is over: a private pool goes away; the shared one stays
+        warm for the next run."""
+        if self.private:
+            self.kill()
         self.executor = None
 
 
@@ -149,9 +138,10 @@ def _shared_executor(parallel):
     """joblib's reusable loky executor, configured as ``parallel`` would.
 
     A warm pool that nothing has reconfigured since parmagic configured it
-    is reused with only this run's folder registered: going through
-    ``get_memmapping_executor`` again would leave an empty temporary folder
-    behind on every call. (Locked: the warm-up thread may be here too.)
+    is reused as it is: going through ``get_memmapping_executor`` again
+    would register a temporary folder on every call, which parmagic's tasks
+    never use (they pickle themselves, see ``shared_data``). Locked: the
+    warm-up thread may be here too.
     """
     with _shared_lock:
         return _configured_shared_executor(parallel)
@@ -170,40 +160,38 @@ def _configured_shared_executor(parallel):
         and joblib_executor._executor_args is _warm.get("args")
         and not (executor._flags.broken or executor._flags.shutdown)
     ):
-        executor._temp_folder_manager.register_new_context(parallel._id)
         return executor
     parallel._initialize_backend()
     executor = backend._workers
-    backend._workers = None  # parmagic, not the backend, releases it
+    # Tasks pickle themselves (shared_data), so the memmapping folder joblib
+    # made for this Parallel stays unused: remove it now.
+    executor._temp_folder_manager._clean_temporary_resources(
+        context_id=parallel._id, force=False)
+    if executor._initializer is None:  # workers start when the first task comes
+        from .worker import prepare_worker
+
+        executor._initializer, executor._initargs = prepare_worker, (os.getpid(),)
+    backend._workers = None  # parmagic, not the backend, owns it from here
     _warm.update(executor=executor, key=key, args=joblib_executor._executor_args)
     return executor
 
 
 def _private_executor(parallel):
-    """A loky executor of its own for one run, set up as joblib's
-    ``get_memmapping_executor`` sets up the shared one (same reducers,
-    worker environment and idle timeout) but not registered as loky's
-    reusable singleton."""
+    """A loky executor of its own for one run, with the worker environment
+    and idle timeout joblib would give the shared one (tasks pickle
+    themselves, so joblib's memmapping reducers are not needed)."""
     backend = parallel._backend
     n_workers = backend.effective_n_jobs(parallel.n_jobs)
     options = {**backend.backend_kwargs, **parallel._backend_kwargs}
-    manager = TemporaryResourcesManager(options.pop("temp_folder", None))
-    job_reducers, result_reducers = get_memmapping_reducers(
-        unlink_on_gc_collect=True,
-        temp_folder_resolver=manager.resolve_temp_folder_name,
-        **options,
-    )
-    executor = joblib_executor.MemmappingExecutor(
-        threading.RLock(),
+    from .worker import prepare_worker
+
+    executor = ProcessPoolExecutor(
         max_workers=n_workers,
+        initializer=prepare_worker,
+        initargs=(os.getpid(),),
         timeout=options.get("idle_worker_timeout", _IDLE_WORKER_TIMEOUT),
-        executor_id=-1,
-        job_reducers=job_reducers,
-        result_reducers=result_reducers,
         env=backend._prepare_worker_env(n_jobs=n_workers),
     )
-    executor._temp_folder_manager = manager
-    manager.register_new_context(parallel._id)
     _private_executors.add(executor)
     return executor
 
@@ -211,7 +199,7 @@ def _private_executor(parallel):
 def shutdown_pools(kill=False):
     """Stop the shared pool and any private ones still running."""
     for executor in list(_private_executors):
-        executor.terminate(kill_workers=True)
+        executor.shutdown(wait=True, kill_workers=True)
     executor = reusable_executor._executor
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=kill)
@@ -237,3 +225,47 @@ def warm_shared_pool(n_jobs):
     finally:
         pool.close()  # the run folder only: the workers stay warm
     return n_workers
+
+
+def track_folder(path):
+    """Have loky's resource tracker (a process that outlives a killed
+    kernel) remove ``path`` if this process exits without doing so."""
+    from joblib.externals.loky.backend import resource_tracker
+
+    resource_tracker.register(path, "folder")
+
+
+def untrack_folder(path):
+    from joblib.externals.loky.backend import resource_tracker
+
+    resource_tracker.unregister(path, "folder")
+
+
+def count_only_private_memory():
+    """In a loky worker: make loky's memory-leak check count the memory
+    this process owns, not the shared-memory pages it maps (``shared_data``).
+
+    loky restarts a worker whose resident size grew by 300 MB since its
+    first task, taking it for a leak; a worker that maps a 200 MB notebook
+    array would be restarted again and again. Pages mapped from files are
+    shared with the notebook and every other worker, so they are left out.
+    """
+    import sys
+
+    loop = sys.modules.get("joblib.externals.loky.process_executor")
+    if loop is None or not getattr(loop, "_USE_PSUTIL", False):
+        return  # not in a loky worker, or loky does not measure memory
+    if getattr(loop._get_memory_usage, "counts_private_memory", False):
+        return
+    import gc
+
+    from psutil import Process
+
+    def private_memory(pid, force_gc=False):
+        if force_gc:
+            gc.collect()
+        info = Process(pid).memory_info()
+        return info.rss - getattr(info, "shared", 0)
+
+    private_memory.counts_private_memory = True
+    loop._get_memory_usage = private_memory

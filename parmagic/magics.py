@@ -12,7 +12,7 @@ from IPython.core.magic import (
     needs_local_scope,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Enum, Float, Integer, Unicode, Union
+from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
 from . import engine, parsing
 from .errors import ParmagicInputError
@@ -128,6 +128,11 @@ class ParMagic(Magics):
     progress = Bool(True, help=(
         "Show a progress bar once a run has lasted a second "
         "(False: never).")).tag(config=True)
+    shared_memory_mb = Integer(4096, min=0, help=(
+        "Megabytes of shared memory that large arrays sent to the workers may "
+        "keep between runs (numpy arrays and DataFrame columns over 1 MB go "
+        "there once per version); the least recently used are removed first.")
+    ).tag(config=True)
     warm_pool = Bool(True, help=(
         "Start the worker pool in the background when the extension loads, "
         "so the first call finds it warm (False: start it with the first "
@@ -136,9 +141,16 @@ class ParMagic(Magics):
         "Warn when the mapped function changes notebook globals (a change lost "
         "in worker processes, or racing between threads).")).tag(config=True)
 
+    @observe("shared_memory_mb")
+    def _shared_memory_limit_changed(self, change):
+        from .shared_data import set_limit
+
+        set_limit(change["new"] << 20)
+
     def warm_up(self):
         """Start the default pool in the background, unless the settings say
         it will not be used (another backend) or not to."""
+        self._shared_memory_limit_changed({"new": self.shared_memory_mb})
         if self.warm_pool and self.backend in (None, "loky") and self.scheduler is None:
             from . import warmup
 

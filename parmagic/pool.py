@@ -11,8 +11,8 @@ with exactly the arguments ``Parallel`` would use (``joblib_internals``). A
 foreground run shares joblib's warm pool with the user's own
 ``joblib.Parallel`` calls; a background run has a pool of its own, so that
 stopping one run (failure, interrupt, crash, time limit) never kills another
-run's workers. Large numpy arrays are memmapped into a temporary folder of
-this run's only, removed at its end.
+run's workers. Large numpy arrays, items or globals the function reads,
+reach the workers through shared memory (``shared_data``).
 
 Failures a worker cannot report itself are turned into per-item outcomes
 here: a worker process that died (``WorkerCrashError`` for the items in
@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from .chunked import ChunkedRun
 from .errors import WorkerCrashError, crash_message
 from .joblib_internals import LokyPool
+from .shared_data import RunSharing, store
 from .worker import Batch, Chunk
 
 # An item that ignores its time limit (stuck in compiled code) is stopped
@@ -43,11 +44,12 @@ class LokyRun(ChunkedRun):
                  private_pool=False):
         # workers start with the first chunk (never, if every item is cached)
         self.pool = LokyPool(parallel, private=private_pool)
+        self.sharing = RunSharing(store())
         super().__init__(func, options, batch_size, n_items, n_workers, func_label)
 
     def _submit(self, chunk):
         return self.pool.submit(
-            Chunk(self.func, chunk, self.options, self.pool.use_run_folder))
+            Chunk(self.func, chunk, self.options, self.sharing))
 
     def _wait(self, futures, timeout):
         return wait(futures, timeout, FIRST_COMPLETED).done
@@ -72,6 +74,8 @@ class LokyRun(ChunkedRun):
 
     def _release(self):
         self.pool.close()
+        self.sharing.close()
+        self.transfer = self.sharing.transfer()
 
     def _crashed(self, exc, chunk):
         """A worker died: loky fails every chunk in flight, so all of them

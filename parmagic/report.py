@@ -104,6 +104,7 @@ class ParmapRecord:
         self.changed_globals = []
         self.n_finished = 0
         self.n_cached = 0
+        self.transfer = None  # shared_data.Transfer: what went to the workers, and how
         self._output_parts = {}
         self._started = time.perf_counter()
         self.started_at = time.time()

@@ -14,6 +14,8 @@ import threading
 _WAITING_SHARE = 0.5
 # Above this many busy threads per core, threads compete for the cores.
 _CROWDED = 1.25
+# Hint about data movement when it took more than this share of the wall time.
+_DATA_SHARE = 0.25
 # Seconds between two samples of the machine's busy threads.
 _SAMPLE_EVERY = 0.02
 _PROC_LOADAVG = "/proc/loadavg"
@@ -92,6 +94,7 @@ class Timing:
         self.busy_threads = sum(samples) / len(samples) if samples else None
         self.speedup = self.busy / self.wall if self.wall else 0.0
         self.overhead = max(0.0, self.wall - self.busy / self.workers)
+        self.transfer = record.transfer
 
     def hints(self):
         """Advice for this run, most important first."""
@@ -115,6 +118,9 @@ class Timing:
                 f"The items used the CPU for only {share} of their run time: they "
                 f"mostly wait (I/O, sleep, locks). {remedy}"
             )
+        moving = self.transfer.seconds if self.transfer else 0.0
+        if moving > 0.05 and moving > _DATA_SHARE * self.wall:
+            hints.append(self._data_hint(moving))
         crowd = self.busy_threads
         if crowd is not None and crowd > self.cores * _CROWDED:
             hints.append(
@@ -125,6 +131,27 @@ class Timing:
                 "same time have the same effect."
             )
         return hints
+
+    def _data_hint(self, moving):
+        shared, _, pickled, _ = self.transfer
+        text = (f"Sending data to the workers took {_seconds(moving)} of the "
+                f"{_seconds(self.wall)} run. ")
+        if pickled >= shared:
+            return text + (
+                "Most of it was pickled for every task: large lists, dicts or "
+                "objects travel in full each time, while numpy arrays and pandas "
+                "frames are placed in shared memory once. Convert big data to "
+                "arrays, or pass small items (indices) and read the data as a global.")
+        return text + (
+            "Most of it was arrays copied into shared memory because they were "
+            "new or had changed since the last run; calls with unchanged data "
+            "copy nothing.")
+
+    def _transfer_line(self):
+        shared, reused, pickled, seconds = self.transfer
+        return (f"  data to workers    {_bytes(shared)} into shared memory, "
+                f"{_bytes(reused)} already there, {_bytes(pickled)} pickled "
+                f"({_seconds(seconds)})")
 
     def __str__(self):
         per_item = self.overhead / self.n_items if self.n_items else 0.0
@@ -138,11 +165,21 @@ class Timing:
             f"  dispatch overhead  {_seconds(self.overhead)} "
             f"({_seconds(per_item)} per item)",
         ]
+        if self.transfer is not None:
+            lines.append(self._transfer_line())
         lines += [f"hint: {hint}" for hint in self.hints()]
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
+
+
+def _bytes(value):
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 def _seconds(value):

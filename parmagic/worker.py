@@ -446,25 +446,63 @@ def _leave_interrupts_to_the_notebook():
 _interrupts_ignored = False
 
 
+def prepare_worker(notebook_pid=None):
+    """Run by each loky worker process as it starts, given the notebook's
+    pid (and again, harmlessly, before each chunk, for workers that started
+    without it)."""
+    _leave_interrupts_to_the_notebook()
+    _exit_with_the_notebook(notebook_pid or os.getppid())
+
+
+def _exit_with_the_notebook(notebook_pid):
+    """In a worker process, exit as soon as the notebook process is gone.
+
+    A killed kernel cannot stop its workers, and loky's would otherwise live
+    on until their idle timeout (minutes), one of them perhaps still busy
+    with an item, and keep the kernel's shared-memory folder from being
+    removed by the resource tracker, which waits for them.
+    """
+    global _watching_parent
+    if _watching_parent or threading.current_thread() is not threading.main_thread():
+        return  # watching already, or a thread of someone else's process (dask)
+    _watching_parent = True
+
+    def watch():  # the pid is given: the notebook may be gone before this starts
+        while os.getppid() == notebook_pid:
+            time.sleep(_PARENT_CHECK_EVERY)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parmagic-parent-watch").start()
+
+
+_watching_parent = False
+_PARENT_CHECK_EVERY = 0.5  # seconds
+
+
 class Chunk:
     """Several items sent to a worker as one task, to amortise dispatch.
 
-    ``on_pickle`` runs in the parent just before the chunk is pickled: the
-    loky path uses it to point joblib's memmapping reducers at this run's own
-    temporary folder (what ``joblib.parallel.BatchedCalls`` does for Parallel).
+    With ``sharing`` (a ``shared_data.RunSharing``, on the loky path) the
+    chunk pickles itself, large arrays going through shared memory: as it
+    is pickled in the parent, only small references travel.
     """
 
-    def __init__(self, func, calls, options=CallOptions(), on_pickle=None):
+    def __init__(self, func, calls, options=CallOptions(), sharing=None):
         self.func = func
         self.calls = calls  # list of (index, args)
         self.options = options
-        self.on_pickle = on_pickle
+        self.sharing = sharing
 
     def __call__(self):
-        _leave_interrupts_to_the_notebook()
+        prepare_worker()
         return run_calls(self.func, self.calls, self.options)
 
     def __reduce__(self):
-        if self.on_pickle is not None:
-            self.on_pickle()
-        return (Chunk, (self.func, self.calls, self.options))
+        parts = (self.func, self.calls, self.options)
+        if self.sharing is None:
+            return (Chunk, parts)
+        return (_unpickled_chunk, (self.sharing.dumps(parts),))
+
+
+def _unpickled_chunk(data):
+    return Chunk(*pickle.loads(data))

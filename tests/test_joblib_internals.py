@@ -15,19 +15,22 @@ MODULE_NAMES = [
     ("joblib.parallel", "get_active_backend"),
     ("joblib.executor", "MemmappingExecutor"),
     ("joblib.executor", "_executor_args"),
-    ("joblib._memmapping_reducer", "TemporaryResourcesManager"),
-    ("joblib._memmapping_reducer", "get_memmapping_reducers"),
+    ("joblib.externals.loky", "ProcessPoolExecutor"),
+    ("joblib.externals.loky.backend.resource_tracker", "register"),
+    ("joblib.externals.loky.backend.resource_tracker", "unregister"),
     ("joblib._parallel_backends", "LokyBackend"),
     ("joblib._parallel_backends", "MultiprocessingBackend"),
     ("joblib._parallel_backends", "SequentialBackend"),
     ("joblib.externals.loky.reusable_executor", "_executor"),
     ("joblib.pool", "PicklingPool"),
+    ("joblib.externals.loky.process_executor", "_get_memory_usage"),
+    ("joblib.externals.loky.process_executor", "_USE_PSUTIL"),
 ]
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_id", "_effective_n_jobs",
                   "_initialize_backend", "n_jobs"]
 BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs"]
-EXECUTOR_NAMES = ["_temp_folder_manager", "_flags", "terminate", "submit", "shutdown"]
-MANAGER_NAMES = ["set_current_context", "register_new_context", "_clean_temporary_resources"]
+EXECUTOR_NAMES = ["_flags", "_initializer", "_initargs", "submit", "shutdown"]
+SHARED_EXECUTOR_NAMES = ["_temp_folder_manager", "terminate"]
 
 
 @pytest.mark.parametrize("module, name", MODULE_NAMES)
@@ -43,17 +46,15 @@ def test_a_pool_built_from_them_runs_chunks_and_cleans_up(private):
     for name in BACKEND_NAMES:
         assert hasattr(internals.backend_of(parallel), name), f"LokyBackend.{name} is gone"
     assert internals.runs_on_loky(parallel, internals.effective_n_jobs(parallel))
+    internals.shutdown_pools()  # so a shared pool is built through joblib's configure()
     pool = internals.LokyPool(parallel, private=private)
     try:
-        batch = pool.submit(Chunk(abs, [(0, (-3,)), (1, (4,))], on_pickle=pool.use_run_folder))
+        batch = pool.submit(Chunk(abs, [(0, (-3,)), (1, (4,))]))
         assert batch.result(timeout=60).values == [3, 4]
-        if not private:  # the pool joblib's own configure() built
-            assert hasattr(internals.backend_of(parallel), "_workers")
-        for name in EXECUTOR_NAMES:
+        for name in EXECUTOR_NAMES + ([] if private else SHARED_EXECUTOR_NAMES):
             assert hasattr(pool.executor, name), f"the loky executor's {name} is gone"
-        for name in MANAGER_NAMES:
-            assert hasattr(pool.executor._temp_folder_manager, name), (
-                f"joblib's TemporaryResourcesManager.{name} is gone")
+        if not private:
+            assert hasattr(pool.executor._temp_folder_manager, "_clean_temporary_resources")
         executor = pool.executor
     finally:
         pool.close()

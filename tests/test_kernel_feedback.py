@@ -210,7 +210,7 @@ def test_unpicklable_item_and_result_name_the_item(kernel):
     assert_recovered(kernel)
 
 
-def test_large_arrays_are_memmapped_and_their_files_removed(kernel):
+def test_large_arrays_reach_the_workers_and_no_file_is_left(kernel):
     shown = kernel.text("%pmap -n 2 --no-progress mean_of [np.ones(2_000_000)]*4")
     assert shown.strip() == "[1.0, 1.0, 1.0, 1.0]"
     assert_recovered(kernel)

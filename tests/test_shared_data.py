@@ -1,0 +1,199 @@
+"""Large arrays and DataFrames reach loky workers through shared memory, once
+per version: never stale, copy-on-write, and nothing left behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from platforms import needs_linux, needs_posix
+
+from parmagic import GlobalMutationWarning, WorkerCrashError, pmap, run
+from parmagic.shared_data import SharedStore
+
+MB = 1 << 20
+
+
+def test_array_items_are_shared_not_pickled():
+    arrays = [np.full(1_000_000, float(i)) for i in range(4)]  # 8 MB each
+    record = run(np.sum, [arrays], n_jobs=2)
+    assert record.results == [a.sum() for a in arrays]
+    shared, reused, pickled, _ = record.transfer
+    assert shared + reused == sum(a.nbytes for a in arrays)
+    assert pickled < 64 * 1024  # references only, not 32 MB of data
+
+
+def notebook(source):
+    """Run ``source`` as a notebook cell would, in a namespace named
+    ``__main__``: its functions travel by value and read its globals there,
+    as notebook functions do (a test module's would be imported instead)."""
+    namespace = {"__name__": "__main__", "np": np, "pd": pd}
+    exec(textwrap.dedent(source), namespace)
+    return namespace
+
+
+def test_a_global_array_is_copied_once_then_reused_and_changes_are_seen():
+    cell = notebook("""
+        BIG = np.arange(2_000_000, dtype=float)  # 16 MB
+        def read_big(i):
+            return float(BIG[i::4].sum())
+    """)
+    read_big, big = cell["read_big"], cell["BIG"]
+    first = run(read_big, [range(4)], n_jobs=2)
+    assert first.results == [read_big(i) for i in range(4)]
+    assert first.transfer.pickled < 64 * 1024
+    again = run(read_big, [range(4)], n_jobs=2)
+    assert again.transfer.shared == 0 and again.transfer.reused == big.nbytes
+    big += 1  # the same object, changed in place
+    changed = run(read_big, [range(4)], n_jobs=2)
+    assert changed.results == [r + big.size / 4 for r in first.results]
+    assert changed.transfer.shared == big.nbytes
+
+
+def test_writes_in_a_worker_stay_there_and_are_reported():
+    cell = notebook("""
+        BIG = np.zeros(2_000_000)
+        def poke_big(i):
+            BIG[i] = -1.0
+            return float(BIG[:4].sum())
+    """)
+    with pytest.warns(GlobalMutationWarning, match="BIG"):
+        results = pmap(cell["poke_big"], range(4), n_jobs=2, batch_size=1)
+    assert not cell["BIG"].any()  # the notebook's array is untouched
+    assert all(-4.0 <= r <= -1.0 for r in results)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.asfortranarray(np.random.rand(600, 500)),
+    lambda: np.random.rand(1000, 900)[::2, ::3],  # not contiguous
+    lambda: np.arange(3 * 200_000, dtype=np.int32).reshape(3, 200, 1000),
+    lambda: np.zeros(200_000, dtype=[("x", "f8"), ("n", "i4"), ("flag", "?")]),
+], ids=["fortran", "strided", "3d-int32", "structured"])
+def test_arrays_of_every_layout_arrive_equal(make):
+    array = make()
+    assert array.nbytes >= MB
+    (back,) = pmap(lambda a: a, [array], n_jobs=2)
+    assert back.dtype == array.dtype and back.shape == array.shape
+    assert np.array_equal(back, array)
+
+
+def test_a_dataframe_global_is_shared_and_round_trips():
+    cell = notebook("""
+        FRAME = pd.DataFrame({
+            "x": np.arange(500_000, dtype=float),
+            "y": np.random.rand(500_000),
+            "name": [f"row{i}" for i in range(500_000)],
+        })
+        def frame_rows(i):
+            return float(FRAME["x"].iloc[i * 1000: (i + 1) * 1000].sum()), FRAME["name"].iloc[i]
+    """)
+    frame_rows, frame = cell["frame_rows"], cell["FRAME"]
+    record = run(frame_rows, [range(4)], n_jobs=2)
+    assert record.results == [frame_rows(i) for i in range(4)]
+    assert record.transfer.shared + record.transfer.reused >= 2 * 8 * 500_000
+    (back,) = pmap(lambda df: df, [frame], n_jobs=2)
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_the_store_evicts_the_least_recently_used_but_never_what_a_run_uses():
+    store = SharedStore(limit_bytes=3 * MB)
+    try:
+        a, b, c, d = (np.full(MB // 8, float(i)) for i in range(4))  # 1 MB each
+        running = set()  # a run still going uses a
+        path_a, written = store.put(a, running)
+        assert written
+        path_b, _ = store.put(b, done := set())
+        store.release(done)
+        path_c, _ = store.put(c, done)
+        store.release(done)
+        store.put(d, done)  # over the limit: b, the oldest not in use, goes
+        store.release(done)
+        assert not os.path.exists(path_b)
+        assert all(os.path.exists(path) for path in (path_a, path_c))
+        assert store.put(b, done) == (path_b, True)  # back, written again
+        store.release(done)
+        assert os.path.exists(path_a)  # older, but pinned by the running run
+        store.release(running)
+        store.put(np.full(MB // 8, 9.0), done)
+        assert not os.path.exists(path_a)  # released: now it may go
+        assert store.nbytes <= 3 * MB
+    finally:
+        store.clear()
+    assert not os.path.exists(os.path.dirname(path_a))
+
+
+SCRIPT = """
+import os, signal, sys, numpy as np
+from parmagic import pmap
+from parmagic.shared_data import store
+BIG = np.ones(2_000_000)
+def work(i):
+    if i == {crash_item}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return float(BIG.sum())
+try:
+    pmap(work, range(4), n_jobs=2, batch_size=1, progress=False)
+except Exception as exc:
+    print(type(exc).__name__)
+print(pmap(work, [0], n_jobs=2, progress=False) == [2e6], store().folder, flush=True)
+{ending}
+"""
+
+
+def run_script(tmp_path, crash_item=-1, ending=""):
+    """Run SCRIPT in a fresh Python; returns (exit code, its output lines).
+    Output goes to a file: workers of a killed process may hold a pipe open."""
+    code = textwrap.dedent(SCRIPT.format(crash_item=crash_item, ending=ending))
+    output = tmp_path / "out"
+    with open(output, "w") as out:
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=out,
+                                   stderr=subprocess.STDOUT)
+        returncode = process.wait(timeout=120)
+    return returncode, output.read_text().splitlines()
+
+
+@needs_posix("SIGKILL")
+def test_nothing_is_left_after_exit_also_after_a_worker_was_killed(tmp_path):
+    returncode, lines = run_script(tmp_path, crash_item=2)
+    assert returncode == 0, lines
+    crashed, last = lines[-2:]
+    assert crashed == WorkerCrashError.__name__
+    ok, folder = last.split()
+    assert ok == "True" and folder.startswith(("/dev/shm/parmagic_", "/tmp/parmagic_"))
+    assert not os.path.exists(folder)
+
+
+@needs_linux("/dev/shm and SIGKILL")
+def test_a_killed_notebook_process_leaves_nothing_either(tmp_path):
+    returncode, lines = run_script(tmp_path, ending="os.kill(os.getpid(), signal.SIGKILL)")
+    assert returncode == -signal.SIGKILL, lines
+    folder = lines[-1].split()[-1]
+    deadline = time.monotonic() + 30  # loky's resource tracker removes it
+    while os.path.exists(folder):
+        assert time.monotonic() < deadline, f"{folder} was left behind"
+        time.sleep(0.1)
+
+
+def test_small_arrays_still_travel_inside_the_task():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = run(np.sum, [[np.ones(10)] * 4], n_jobs=2)
+    assert record.results == [10.0] * 4
+    assert record.transfer.shared == record.transfer.reused == 0
+
+
+def test_the_size_limit_is_a_config_setting(shell):
+    from parmagic.shared_data import store
+
+    try:
+        shell.run_line_magic("config", "ParMagic.shared_memory_mb = 1")
+        assert store().limit_bytes == MB
+    finally:
+        shell.run_line_magic("config", "ParMagic.shared_memory_mb = 4096")
+    assert store().limit_bytes == 4096 * MB
