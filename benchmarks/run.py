@@ -1,223 +1,181 @@
-"""``make bench``: parmagic against serial, raw joblib, multiprocessing.Pool,
-concurrent.futures and mpire (when installed), in one process run.
+"""``make bench``: parmagic against the serial loop, raw joblib, fork-based
+multiprocessing.Pool and ProcessPoolExecutor, and mpire, mapping functions
+defined in a notebook (a real IPython shell) over the notebook's data.
 
-Every pool is warm before it is timed (except in the first-call case, which
-starts a fresh Python process per tool), each number is the median of
-several repeats, and the verdicts are ratios measured in this same run.
-Prints a table and writes benchmarks/RESULTS.md.
+Every pool is warm before it is timed (except in the first-call row, which
+starts a fresh Python process per run), each number is the median of
+interleaved repeats, and every ratio is measured in this same run. Prints a
+table and writes benchmarks/RESULTS.md. ``BENCH_REPEATS=1`` for a quick try.
 """
 
 import contextlib
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
+import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import tools  # noqa: E402
+import firstcall  # noqa: E402
+import report  # noqa: E402
 import workloads  # noqa: E402
+from notebook import Notebook  # noqa: E402
+from peers import PEERS, SERIAL, Peers  # noqa: E402
 
-REPEATS = 7
-FIRST_CALL_REPEATS = 7
+QUICK = os.environ.get("BENCH_REPEATS")
 
 
-def interleaved_medians(calls, repeats):
-    """{name: median seconds} of each ``calls[name]()``: one warm-up call
-    each, then rounds in which every call runs once, so drift in the
-    machine's speed affects all of them alike."""
-    times = {name: [] for name in calls}
-    for call in calls.values():
-        call()
-    for _ in range(repeats):
-        for name, call in calls.items():
+@dataclass
+class Case:
+    name: str
+    unit: str  # "ms", or "µs/item"
+    func: str  # a function name in the notebook
+    items: str  # an expression typed in the notebook
+    size: int
+    repeats: int
+    warm_up: bool = True
+    # a cell run, untimed, before each call (each tool meets a new version of
+    # the data: parmagic.pmap and %pmap share a store), and the expected results
+    before_each: str = ""
+    expect: str = ""
+    # peers over 3x the best peer's time in the first round run only once:
+    # they cannot be the best peer, and a 10**6-item round of them takes 20 s
+    trim_slow_peers: bool = False
+
+    @property
+    def n_repeats(self):
+        return min(self.repeats, int(QUICK)) if QUICK else self.repeats
+
+
+CASES = [
+    Case("4 tiny items, warm", "ms", "identity", "TINY4", 4, 15),
+    Case("10,000 tiny items", "ms", "identity", "TINY10K", 10_000, 7),
+    Case("10,000 tiny items, module function", "ms", "module_identity", "TINY10K", 10_000, 5),
+    Case("1,000,000 tiny items, list", "µs/item", "identity", "TINY1M", 10**6, 3, warm_up=False,
+         trim_slow_peers=True),
+    Case("1,000,000 tiny items, generator", "µs/item", "identity",
+         "(i for i in range(1_000_000))", 10**6, 3, warm_up=False, trim_slow_peers=True),
+    Case("8 CPU tasks of 0.2 s", "ms", "cpu_task", "CPU_ITEMS", 8, 3),
+    Case("8 numpy arrays of 8 MB as items", "ms", "array_sum", "ARRAYS", 8, 5),
+    Case("200 MB numpy global, 8 items, unchanged (repeated call)", "ms",
+         "read_big", "EIGHT", 8, 5),
+    Case("~200 MB DataFrame global, 8 items, unchanged", "ms", "read_frame", "EIGHT", 8, 2),
+    # last: a fork pool sees stale data from here on
+    Case("200 MB numpy global, 8 items, after `BIG += 1`", "ms", "read_big", "EIGHT", 8, 4,
+         before_each="BIG += 1", expect="[float(BIG.sum()) + i for i in EIGHT]"),
+]
+STALE_CASE = CASES[-1].name
+FIRST_CALL_REPEATS = 3
+
+
+def interleaved_medians(notebook, tools, case):
+    """({tool: median seconds}, {tool: True if its results were the serial
+    loop's}, {tools timed once}): an optional warm-up call each, then rounds
+    in which every tool runs once, so drift in the machine's speed affects
+    all alike."""
+    times = {tool: [] for tool in tools}
+    correct, once = {}, set()
+    for round_ in range(case.n_repeats + case.warm_up):
+        for tool in tools:  # the serial loop first: its results are the expected ones
+            if tool in once:
+                continue
+            if case.before_each:
+                notebook.run(case.before_each)
+                expected = notebook.evaluate(case.expect)
             started = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+            result = tools[tool](case.func, case.items, case.size)
+            elapsed = time.perf_counter() - started
+            result = list(result)
+            expected = result if tool == SERIAL and not case.expect else expected
+            correct[tool] = correct.get(tool, True) and result == expected
+            if round_ or not case.warm_up:
+                times[tool].append(elapsed)
+        if case.trim_slow_peers and not once and case.n_repeats > 1:
+            once = slow_peers(times)
+    medians = {tool: statistics.median(values) for tool, values in times.items()}
+    return medians, correct, once
 
 
-def calibrated_loops(seconds=0.2):
-    loops = 200_000
-    started = time.perf_counter()
-    workloads.cpu_task(loops)
-    return int(loops * seconds / (time.perf_counter() - started))
+def slow_peers(times, factor=3):
+    best = min(times[peer][0] for peer in PEERS)
+    return {peer for peer in PEERS if times[peer][0] > factor * best}
 
 
-def cases():
-    """(name, unit, func, items, repeats)."""
-    loops = calibrated_loops()
-    return [
-        ("10,000 tiny items", "µs/item", workloads.identity, list(range(10_000)), REPEATS),
-        ("8 CPU tasks of 0.2 s", "speedup", workloads.cpu_task, [loops] * 8, 5),
-        ("4 tiny items, warm", "ms/call", workloads.identity, list(range(4)), REPEATS * 3),
-        ("8 arrays of 8 MB", "ms/call", workloads.array_sum, workloads.arrays(), REPEATS),
-    ]
+def generator_memory(notebook):
+    """Peak traced growth (bytes) in this process while the serial loop,
+    ``list(generator)`` and ``%pmap`` consume a generator of 10**6 items."""
+    source = "(i for i in range(1_000_000))"
+    runs = {
+        "serial loop": lambda: [notebook.ns["identity"](i) for i in notebook.evaluate(source)],
+        "materialised input": lambda: list(notebook.evaluate(source)),
+        "%pmap": lambda: notebook.pmap_magic("identity", source),
+    }
+    peaks = {}
+    for name, run in runs.items():
+        tracemalloc.start()
+        try:
+            run()
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    return peaks
 
 
-def measure_warm(contenders):
-    """{case: {tool: seconds}} for the warm cases."""
-    table = {}
-    for name, _, func, items, repeats in cases():
-        calls = {tool: (lambda run=run: run(func, items)) for tool, run in contenders.items()}
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            table[name] = interleaved_medians(calls, repeats)
-        for tool, seconds in table[name].items():
-            print(f"  {name:<22} {tool:<22} {seconds * 1e3:9.2f} ms", flush=True)
-    return table
+def measure_warm(notebook, tools):
+    table, correct, once = {}, {}, {}
+    for case in CASES:
+        started = time.perf_counter()
+        with quiet():
+            table[case.name], correct[case.name], once[case.name] = interleaved_medians(
+                notebook, tools, case)
+        print(f"  {case.name} ({time.perf_counter() - started:.0f} s)", flush=True)
+        for tool, seconds in table[case.name].items():
+            flag = "" if correct[case.name][tool] else "  (wrong or stale results)"
+            flag += "  (timed once)" if tool in once[case.name] else ""
+            print(f"    {tool:<28} {seconds * 1e3:10.2f} ms{flag}", flush=True)
+    return table, correct, once
 
 
-# tool -> (set-up, the first call); only the call is timed
-FIRST_CALLS = {
-    "joblib": ("", "tools.joblib_parallel(workloads.identity, items)"),
-    "multiprocessing.Pool": (
-        "import multiprocessing as mp",
-        "mp.Pool(2).map(workloads.identity, items)",
-    ),
-    "ProcessPoolExecutor": (
-        "import concurrent.futures as cf",
-        "list(cf.ProcessPoolExecutor(2).map(workloads.identity, items))",
-    ),
-    "mpire": (
-        "from mpire import WorkerPool",
-        "WorkerPool(n_jobs=2).map(workloads.identity, items, progress_bar=False)",
-    ),
-    "parmagic.pmap": ("", "tools.parmagic_pmap(workloads.identity, items)"),
-    "%pmap": (
-        "from IPython.core.interactiveshell import InteractiveShell; "
-        "shell = InteractiveShell.instance(); "
-        "shell.run_line_magic('load_ext', 'parmagic'); "
-        "shell.user_ns.update(items=items, identity=workloads.identity)",
-        "shell.run_line_magic('pmap', '-n 2 identity items')",
-    ),
-}
-
-FIRST_CALL_SCRIPT = """
-import sys, time
-sys.path.insert(0, {here!r})
-import joblib, parmagic, tools, workloads
-items = list(range(4))
-{setup}
-started = time.perf_counter()
-{call}
-print(time.perf_counter() - started)
-"""
-
-
-def measure_first_calls(names):
-    """Seconds of the first call in a fresh process, pool start included
-    (imports excluded): the median over several processes per tool, run in
-    rounds that take every tool in turn."""
-    scripts = {}
-    for tool in names:
-        if tool in FIRST_CALLS:
-            setup, call = FIRST_CALLS[tool]
-            scripts[tool] = FIRST_CALL_SCRIPT.format(here=str(HERE), setup=setup, call=call)
-    runs = {tool: [] for tool in scripts}
-    for _ in range(FIRST_CALL_REPEATS):
-        for tool, script in scripts.items():
-            done = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                                  text=True, timeout=120, check=True)
-            runs[tool].append(float(done.stdout.split()[-1]))
-    seconds = {tool: statistics.median(values) for tool, values in runs.items()}
-    for tool, value in seconds.items():
-        print(f"  {'first call':<22} {tool:<22} {value * 1e3:9.2f} ms", flush=True)
-    return seconds
-
-
-def shown(case, unit, seconds, serial_seconds):
-    if unit == "µs/item":
-        return f"{seconds / 10_000 * 1e6:.2f}"
-    if unit == "speedup":
-        return f"{serial_seconds / seconds:.2f}x"
-    return f"{seconds * 1e3:.2f}"
-
-
-def markdown(table, first, units):
-    tools_ = list(next(iter(table.values())))
-    head = "| case | " + " | ".join(tools_) + " |"
-    rule = "|---" * (len(tools_) + 1) + "|"
-    rows = []
-    for case, by_tool in table.items():
-        unit = units[case]
-        joblib_time = by_tool["joblib"]
-        cells = []
-        for tool in tools_:
-            value = shown(case, unit, by_tool[tool], by_tool["serial"])
-            ratio = by_tool[tool] / joblib_time
-            plain = tool == "joblib" or unit == "speedup"  # a speedup is a ratio already
-            cells.append(value if plain else f"{value} ({ratio:.2f}x)")
-        rows.append(f"| {case} ({unit}) | " + " | ".join(cells) + " |")
-    cells = []
-    for tool in tools_:
-        if tool in first:
-            ratio = first[tool] / first["joblib"]
-            value = f"{first[tool] * 1e3:.1f}"
-            cells.append(value if tool == "joblib" else f"{value} ({ratio:.2f}x)")
-        else:
-            cells.append("")
-    rows.append("| first call, pool start included (ms) | " + " | ".join(cells) + " |")
-    return "\n".join([head, rule, *rows])
-
-
-def verdicts(table, first):
-    """The performance targets, each as (text, measured, passed)."""
-    magic = "%pmap --progress"  # every feature on
-
-    def ratio(case):
-        return table[case][magic] / table[case]["joblib"]
-
-    speedup = table["8 CPU tasks of 0.2 s"]["serial"] / table["8 CPU tasks of 0.2 s"][magic]
-    first_ratio = first["%pmap"] / first["joblib"]
-    return [
-        ("warm 4-item call <= 0.25 x raw joblib", ratio("4 tiny items, warm"), 0.25),
-        ("10,000 tiny items <= 0.5 x raw joblib", ratio("10,000 tiny items"), 0.5),
-        ("CPU-bound speedup over serial >= 1.9", speedup, 1.9),
-        ("8 x 8 MB arrays <= 1.0 x raw joblib", ratio("8 arrays of 8 MB"), 1.0),
-        ("first call <= 1.2 x raw joblib's first call", first_ratio, 1.2),
-    ]
-
-
-def report(table, first, units):
-    lines = [
-        "# Benchmark results",
-        "",
-        f"Measured by `make bench` on {platform.platform()}, Python "
-        f"{platform.python_version()}, {os.cpu_count()} cores, {tools.N_JOBS} workers. "
-        "Each cell is the median of several repeats with warm pools; in brackets, "
-        "the time relative to raw joblib in the same run (lower is better). "
-        "`parmagic.pmap` and `%pmap` run with their defaults (global-mutation check, "
-        "output capture, progress bar after 1 s); `pmap, bar on` and "
-        "`%pmap --progress` draw the bar from the start. Absolute times vary from "
-        "run to run; the ratios are what to compare.",
-        "",
-        markdown(table, first, units),
-        "",
-        "Targets for `%pmap --progress` (every feature on):",
-        "",
-    ]
-    for text, measured, target in verdicts(table, first):
-        better = measured >= target if "speedup" in text else measured <= target
-        lines.append(f"- {text}: measured {measured:.2f} -> {'met' if better else 'MISSED'}")
-    return "\n".join(lines) + "\n"
+@contextlib.contextmanager
+def quiet():
+    """Progress bars to /dev/null: drawn (a default feature) but not shown."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        yield
 
 
 def main():
-    pools = tools.Pools()
+    started = time.perf_counter()
+    notebook = Notebook()
+    notebook.define_data()
+    notebook.define_cpu_items()
+    notebook.ns["module_identity"] = workloads.identity
+    peers = Peers(notebook)  # fork pools start after the data exists
     try:
-        contenders = pools.tools()
-        print(f"warm runs ({len(contenders)} tools):")
-        table = measure_warm(contenders)
+        tools = peers.tools()
+        print(f"warm runs ({len(tools)} tools):", flush=True)
+        table, correct, once = measure_warm(notebook, tools)
+        memory_started = time.perf_counter()
+        with quiet():
+            memory = generator_memory(notebook)
+        print(f"memory, 10**6 items from a generator "
+              f"({time.perf_counter() - memory_started:.0f} s):",
+              {name: f"{peak / 2**20:.1f} MiB" for name, peak in memory.items()}, flush=True)
     finally:
-        pools.close()
-    print("first calls (a fresh process each):")
-    first = measure_first_calls(contenders)
-    units = {name: unit for name, unit, *_ in cases()}
-    text = report(table, first, units)
+        peers.close()
+    print("first calls (a fresh process each):", flush=True)
+    first = firstcall.measure(int(QUICK) if QUICK else FIRST_CALL_REPEATS)
+    for tool, run in first.items():
+        print(f"    {tool:<28} {run['first'] * 1e3:10.2f} ms", flush=True)
+    results = report.Results(
+        cases={case.name: case for case in CASES}, table=table, correct=correct, once=once,
+        stale_case=STALE_CASE, memory=memory, first=first,
+        load_ext=notebook.load_ext_seconds, seconds=time.perf_counter() - started,
+    )
+    text = report.markdown(results)
     (HERE / "RESULTS.md").write_text(text)
     print()
     print(text)
