@@ -27,6 +27,7 @@ _EXPORTS = {
     "WorkerCrashError": "errors",
     "ItemExitError": "errors",
     "NotPicklableError": "errors",
+    "UnpicklableExceptionError": "errors",
     "GlobalMutationWarning": "mutation",
     "shutdown_workers": "shutdown",
 }

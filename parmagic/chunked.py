@@ -22,6 +22,9 @@ _IN_FLIGHT_PER_WORKER = 2
 # Adaptive chunking: aim for chunks of this many seconds, up to _MAX_CHUNK items.
 _TARGET_CHUNK_SECONDS = 0.05
 _MAX_CHUNK = 1024
+# An item that ignores its time limit is given up on this long after it, at
+# the latest (or after twice the limit, if that is longer).
+_TIMEOUT_GRACE = 2.0
 # How often a background run, while waiting, checks whether it was cancelled.
 _CANCEL_CHECK = 0.1
 
@@ -104,9 +107,11 @@ class ChunkedRun:
     def _release(self):
         """Free what the run held (temporary folders...)."""
 
-    def _hard_limit(self):
-        """Seconds after submission at which a chunk counts as stuck."""
-        return self.options.timeout
+    def hard_limit(self):
+        """Seconds after submission at which a chunk counts as stuck: the
+        worker stops an item at its limit itself (time_limits); this is for
+        items that ignore it, busy in compiled code."""
+        return self.options.timeout + max(_TIMEOUT_GRACE, self.options.timeout)
 
     def _stop_stuck(self, stuck):
         """Deal with stuck futures (already removed from ``pending``);
@@ -219,14 +224,14 @@ class ChunkedRun:
         if self.options.timeout is None:
             return tick
         oldest = min(submitted for _, submitted in self.pending.values())
-        limit = max(0.0, oldest + self._hard_limit() - time.perf_counter())
+        limit = max(0.0, oldest + self.hard_limit() - time.perf_counter())
         return limit if tick is None else min(limit, tick)
 
     def _expire_stuck(self):
         now = time.perf_counter()
         stuck = [
             future for future, (_, submitted) in self.pending.items()
-            if not future.done() and now - submitted >= self._hard_limit()
+            if not future.done() and now - submitted >= self.hard_limit()
         ]
         if not stuck:
             return

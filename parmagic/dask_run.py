@@ -9,9 +9,10 @@ client directly (see ``chunked.ChunkedRun``) and collected with
 When a worker dies mid-run the scheduler moves its tasks to the other
 workers: a transparent retry. A task whose workers keep dying (more than
 ``distributed.scheduler.allowed-failures`` times) fails with the scheduler's
-``KilledWorker``, reported as a ``WorkerCrashError`` naming its items. A
-running dask task cannot be stopped: past its time limit an item fails and
-its task is released, but its thread runs on until it returns.
+``KilledWorker``, reported as a ``WorkerCrashError`` naming its items. Time
+limits are kept inside the worker's thread (``time_limits``); an item stuck
+in compiled code cannot be stopped there, so it fails, its task is released,
+and its thread runs on until it returns.
 """
 
 import pickle
@@ -70,9 +71,11 @@ class DaskRun(ChunkedRun):
     def _stop_stuck(self, stuck):
         self.client.cancel(stuck)
         return (
-            f"the item ran longer than its {self.options.timeout:g} s time limit; "
-            "a running dask task cannot be stopped, so it goes on in its worker "
-            "until it returns"
+            f"the item ran longer than its {self.options.timeout:g} s time limit "
+            "and did not stop when told to: it is busy in compiled code or a "
+            "blocking call, which a dask worker's thread cannot interrupt, so its "
+            f"task was released after {self.hard_limit():g} s and goes on in its "
+            "worker until that call returns"
         )
         yield  # a generator, like the other _stop_stuck
 

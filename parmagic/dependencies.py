@@ -101,18 +101,37 @@ def notebook_code(func):
             for code in nested_code(item.value.__code__)]
 
 
-def state_bytes(value):
+def state_bytes(value, sample=False):
     """``value``'s data as bytes, for comparing it with itself later. The
     classes and functions it refers to are written as their names: a plain
     pickle of an object of a notebook class fails in a worker (cloudpickle
     shipped the class by value, so ``__main__`` has no such name), and
-    cloudpickle would ship the class and its methods' globals each time."""
-    try:
-        return pickle.dumps(value, protocol=5)  # the fast path, for plain data
+    cloudpickle would ship the class and its methods' globals each time.
+
+    With ``sample=True`` (the mutation watch, twice per chunk) large
+    buffers (numpy arrays, the columns of a DataFrame) come out of band
+    (pickle protocol 5) and only a sample of each is kept, so a 200 MB frame
+    costs about what a small one does; a change that misses every sampled
+    byte goes unseen. The cache key needs every byte: no sampling there.
+    """
+    if not sample:
+        return _pickled(value, None)
+    buffers = []
+    return b"".join([_pickled(value, buffers.append), *map(_sample, buffers)])
+
+
+def _pickled(value, buffer_callback):
+    try:  # the fast path, for plain data
+        return pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
     except Exception:
-        buffer = io.BytesIO()
-        _NamingPickler(buffer, protocol=5).dump(value)
-        return buffer.getvalue()
+        file = io.BytesIO()
+        _NamingPickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
+def _sample(buffer, size=1 << 16):
+    raw = buffer.raw()
+    return bytes(raw[:: max(1, len(raw) // size)])
 
 
 class _NamingPickler(pickle.Pickler):

@@ -8,11 +8,6 @@ finish, so a failed or interrupted run keeps everything computed so far.
 import numbers
 
 from joblib import Parallel
-from joblib._parallel_backends import (
-    LokyBackend,
-    MultiprocessingBackend,
-    SequentialBackend,
-)
 
 from . import backends, cluster
 from . import joblib_internals as internals
@@ -30,9 +25,6 @@ from .report import ParmapRecord
 from .worker import CallOptions, inside_item
 
 ON_ERROR = ("raise", "collect")
-# Backends whose items run in the main thread of a process, where the worker
-# stops an item at its time limit even in a blocking call (see worker.time_limit).
-_ALARMED_BACKENDS = (LokyBackend, MultiprocessingBackend, SequentialBackend)
 
 
 def pmap(
@@ -82,8 +74,10 @@ def pmap(
         raises an ``ExceptionGroup`` of the failures.
     timeout : float, default None
         Per-item time limit in seconds; an item that runs longer fails with
-        :class:`parmagic.ItemTimeoutError`. In worker processes the item is
-        stopped; a thread cannot be stopped, so there the run ends.
+        :class:`parmagic.ItemTimeoutError` and its worker goes on with the
+        next items. Code stuck in a compiled call is stopped by killing its
+        worker process; a thread stuck that way cannot be stopped, so on
+        the threading backend the run ends there.
     progress : "auto", True or False, default "auto"
         A ``tqdm.auto`` progress bar: "auto" shows it once a run has lasted
         a second, True at once, False never.
@@ -238,9 +232,10 @@ def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, canc
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
                          n_items, n_jobs, func_label)
     else:
-        if type(parallel._backend) not in _ALARMED_BACKENDS:
-            # items may run in threads, where the worker stops Python code at the
-            # limit but not compiled code: joblib gives up on that a little later
+        if not internals.items_in_main_thread(parallel):
+            # In a process's main thread the worker stops an item at its limit
+            # even in a blocking call (time_limits); in threads it stops Python
+            # code but not compiled code: joblib gives up on that a little later.
             parallel.timeout = ParallelRun.gives_up_after(settings["timeout"])
         return ParallelRun(parallel, func, options)  # cancel: seen between items
     stream.cancel = cancel  # also seen while waiting for a chunk

@@ -55,7 +55,8 @@ def runs_serially(parallel):
 def items_in_main_thread(parallel):
     """Whether items run in the main thread of a process (here or in a
     worker process), where a signal can stop them."""
-    return isinstance(parallel._backend, (LokyBackend, MultiprocessingBackend, SequentialBackend))
+    backend_type = type(parallel._backend)
+    return backend_type in (LokyBackend, MultiprocessingBackend, SequentialBackend)
 
 
 def dask_client(parallel):

@@ -30,11 +30,6 @@ from .joblib_internals import LokyPool
 from .shared_data import RunSharing, store
 from .worker import Batch, Chunk
 
-# An item that ignores its time limit (stuck in compiled code) is stopped
-# this long after the limit, at the latest.
-_TIMEOUT_GRACE = 2.0
-
-
 class LokyRun(ChunkedRun):
     """One map on joblib's loky pool (see ``ChunkedRun``). A dead worker
     breaks the whole pool: every chunk in flight fails with a
@@ -95,12 +90,6 @@ class LokyRun(ChunkedRun):
             message = crash_message(str(exc), items)
             yield Batch.failed(items, lambda: WorkerCrashError(message, items))
 
-    def _hard_limit(self):
-        # the worker stops the item itself at the limit (an alarm signal, or
-        # its watchdog thread where there are no signals); this is for items
-        # that ignore both
-        return self.options.timeout + max(_TIMEOUT_GRACE, self.options.timeout)
-
     def _stop_stuck(self, stuck):
         """Stop the workers (only that stops compiled code); chunks that
         were running beside the stuck ones go again."""
@@ -114,5 +103,5 @@ class LokyRun(ChunkedRun):
             f"the item ran longer than its {self.options.timeout:g} s time limit "
             "and did not stop when told to: it was busy in compiled code, or in "
             "a blocking call that cannot be interrupted, so its worker process "
-            f"was stopped after {self._hard_limit():g} s"
+            f"was stopped after {self.hard_limit():g} s"
         )

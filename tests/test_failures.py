@@ -22,6 +22,7 @@ from parmagic import (
 )
 from parmagic.errors import UnpicklableExceptionError
 from parmagic.worker import CallOptions, call_item
+from platforms import needs_posix
 from processes import worker_processes
 
 BACKENDS = ["loky", "threading", "multiprocessing", "sequential"]
@@ -96,7 +97,12 @@ def _crash(how):
 
 @pytest.mark.parametrize(
     "how, says",
-    [("segfault", "segmentation fault"), ("exit", "EXIT(1)"), ("killed", "too much memory")],
+    [
+        pytest.param("segfault", "segmentation fault",
+                     marks=needs_posix("a segfault that ends the process")),
+        ("exit", "EXIT(1)"),
+        pytest.param("killed", "too much memory", marks=needs_posix("SIGKILL")),
+    ],
 )
 def test_worker_crash_names_the_items_in_flight(how, says):
     record, error = run_recorded(_crash, [["ok", "ok", how, "ok"]], n_jobs=2)
@@ -125,6 +131,7 @@ def test_sys_exit_in_an_item_is_an_item_error(backend):
     assert "sys.exit(3)" in str(error.__cause__)  # the line that called it
 
 
+@needs_posix("SIGALRM, which stops time.sleep where the watchdog cannot")
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing", "sequential"])
 def test_timeout_stops_the_item_and_names_it(backend):
     started = time.monotonic()
@@ -240,6 +247,7 @@ def _ignores_alarms(seconds):
     return seconds
 
 
+@needs_posix("pthread_sigmask and SIGALRM")
 def test_timeout_stops_an_item_that_ignores_it_and_collect_goes_on():
     started = time.monotonic()
     record, error = run_recorded(_ignores_alarms, [[0.1, 60, 0.1, 0.1]], n_jobs=2,
@@ -403,6 +411,7 @@ def test_nested_pmap_runs_serially_inside_the_worker():
     assert len(worker_processes()) <= max(before, 2)  # no pool inside the workers
 
 
+@needs_posix("SIGINT raised in the notebook process")
 def test_interrupt_kills_busy_workers_keeps_results_and_the_next_call_works():
     timer = threading.Timer(1.5, lambda: signal.raise_signal(signal.SIGINT))
     timer.start()

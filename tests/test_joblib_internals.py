@@ -1,5 +1,5 @@
 """Every joblib/loky name parmagic relies on without joblib documenting it
-(all used in parmagic/joblib_internals.py) still exists, and the pools it
+(all used in parmagic/joblib_internals.py, and three of cloudpickle's) still exists, and the pools it
 builds from them behave: if an upgrade moves one, this fails by name."""
 
 import importlib
@@ -25,6 +25,11 @@ MODULE_NAMES = [
     ("joblib.pool", "PicklingPool"),
     ("joblib.externals.loky.process_executor", "_get_memory_usage"),
     ("joblib.externals.loky.process_executor", "_USE_PSUTIL"),
+    # cloudpickle's, read by parmagic/error_transport.py (which falls back
+    # to plain unpickling without them, losing the notebook's class methods)
+    ("cloudpickle.cloudpickle", "_DYNAMIC_CLASS_TRACKER_BY_ID"),
+    ("cloudpickle.cloudpickle", "_make_skeleton_class"),
+    ("cloudpickle.cloudpickle", "_class_setstate"),
 ]
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_id", "_effective_n_jobs",
                   "_initialize_backend", "n_jobs"]

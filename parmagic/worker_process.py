@@ -1,0 +1,54 @@
+"""What a loky worker process does for itself: leave Ctrl-C to the
+notebook, and exit when the notebook process is gone."""
+
+import os
+import signal
+import threading
+import time
+
+
+def _leave_interrupts_to_the_notebook():
+    """In a worker process, ignore SIGINT. Jupyter's interrupt (and Ctrl-C
+    in a terminal) reaches the whole process group; the notebook side stops
+    a foreground run and its workers itself, and a background run must not
+    die because another cell was interrupted."""
+    global _interrupts_ignored
+    if not _interrupts_ignored and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _interrupts_ignored = True
+
+
+_interrupts_ignored = False
+
+
+def prepare_worker(notebook_pid=None):
+    """Run by each loky worker process as it starts, given the notebook's
+    pid (and again, harmlessly, before each chunk, for workers that started
+    without it)."""
+    _leave_interrupts_to_the_notebook()
+    _exit_with_the_notebook(notebook_pid or os.getppid())
+
+
+def _exit_with_the_notebook(notebook_pid):
+    """In a worker process, exit as soon as the notebook process is gone.
+
+    A killed kernel cannot stop its workers, and loky's would otherwise live
+    on until their idle timeout (minutes), one of them perhaps still busy
+    with an item, and keep the kernel's shared-memory folder from being
+    removed by the resource tracker, which waits for them.
+    """
+    global _watching_parent
+    if _watching_parent or threading.current_thread() is not threading.main_thread():
+        return  # watching already, or a thread of someone else's process (dask)
+    _watching_parent = True
+
+    def watch():  # the pid is given: the notebook may be gone before this starts
+        while os.getppid() == notebook_pid:
+            time.sleep(_PARENT_CHECK_EVERY)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parmagic-parent-watch").start()
+
+
+_watching_parent = False
+_PARENT_CHECK_EVERY = 0.5  # seconds
