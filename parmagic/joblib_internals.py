@@ -28,6 +28,8 @@ from joblib._parallel_backends import (
 )
 from joblib.externals.loky import ProcessPoolExecutor, reusable_executor
 
+from .worker_process import prepare_worker
+
 # loky's default for how long idle workers wait before they exit (seconds)
 _IDLE_WORKER_TIMEOUT = 300
 
@@ -169,8 +171,6 @@ def _configured_shared_executor(parallel):
     executor._temp_folder_manager._clean_temporary_resources(
         context_id=parallel._id, force=False)
     if executor._initializer is None:  # workers start when the first task comes
-        from .worker import prepare_worker
-
         executor._initializer, executor._initargs = prepare_worker, (os.getpid(),)
     backend._workers = None  # parmagic, not the backend, owns it from here
     _warm.update(executor=executor, key=key, args=joblib_executor._executor_args)
@@ -184,8 +184,6 @@ def _private_executor(parallel):
     backend = parallel._backend
     n_workers = backend.effective_n_jobs(parallel.n_jobs)
     options = {**backend.backend_kwargs, **parallel._backend_kwargs}
-    from .worker import prepare_worker
-
     executor = ProcessPoolExecutor(
         max_workers=n_workers,
         initializer=prepare_worker,

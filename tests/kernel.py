@@ -100,6 +100,16 @@ def running_kernel(startup_timeout=60):
         assert not alive, f"the kernel left processes running: {alive}"
 
 
+@contextlib.contextmanager
+def parmagic_kernel(*cells):
+    """``running_kernel`` with parmagic loaded and ``cells`` run in it."""
+    with running_kernel() as kernel:
+        kernel.text("%load_ext parmagic")
+        for cell in cells:
+            kernel.text(cell)
+        yield kernel
+
+
 def drain(channel):
     with contextlib.suppress(queue.Empty):
         while True:

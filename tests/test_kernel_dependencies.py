@@ -5,7 +5,7 @@ reach the mutation warning, and their methods' lines reach tracebacks."""
 import re
 
 import pytest
-from kernel import running_kernel
+from kernel import parmagic_kernel
 
 ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -24,8 +24,7 @@ def work(x):
 
 @pytest.fixture(scope="module")
 def kernel():
-    with running_kernel() as live:
-        live.text("%load_ext parmagic")
+    with parmagic_kernel() as live:
         yield live
 
 

@@ -6,7 +6,7 @@ running the cell would."""
 import re
 
 import pytest
-from kernel import running_kernel
+from kernel import parmagic_kernel
 
 ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -23,9 +23,7 @@ def odd(x):
 
 @pytest.fixture(scope="module")
 def kernel():
-    with running_kernel() as live:
-        live.text("%load_ext parmagic")
-        live.text(NOTEBOOK)
+    with parmagic_kernel(NOTEBOOK) as live:
         yield live
 
 

@@ -5,7 +5,7 @@ next %pmap works, and no stray worker process or temporary file is left."""
 import re
 
 import pytest
-from kernel import running_kernel
+from kernel import parmagic_kernel
 from platforms import needs_posix
 
 ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
@@ -61,9 +61,7 @@ def outer(x):
 
 @pytest.fixture(scope="module")
 def kernel():
-    with running_kernel() as live:
-        live.text("%load_ext parmagic")
-        live.text(HELPERS)
+    with parmagic_kernel(HELPERS) as live:
         yield live
 
 

@@ -6,7 +6,7 @@ import signal
 import time
 
 import pytest
-from kernel import running_kernel
+from kernel import parmagic_kernel
 
 # Background items wait for a file the test creates once the foreground run
 # has done its damage, so they are surely running while it happens.
@@ -47,8 +47,7 @@ if hasattr(signal, "pthread_sigmask"):  # the item that ignores its limit needs 
 
 @pytest.fixture
 def kernel():
-    with running_kernel() as live:
-        live.text("%load_ext parmagic")
+    with parmagic_kernel() as live:
         yield live
 
 

@@ -5,7 +5,7 @@ import time
 
 import psutil
 import pytest
-from kernel import running_kernel
+from kernel import parmagic_kernel
 
 WORK = '''
 import os, time
@@ -42,8 +42,7 @@ def until(condition, what):
 
 @pytest.fixture
 def kernel():
-    with running_kernel() as live:
-        live.text("%load_ext parmagic")
+    with parmagic_kernel() as live:
         yield live
 
 

@@ -3,15 +3,14 @@
 import re
 
 import pytest
-from kernel import running_kernel
+from kernel import parmagic_kernel
 
 ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    with running_kernel() as live:
-        live.text("%load_ext parmagic")
+    with parmagic_kernel() as live:
         yield live
 
 

@@ -4,7 +4,7 @@ kernel exits, also after a worker was killed."""
 
 import os
 
-from kernel import running_kernel
+from kernel import parmagic_kernel
 from platforms import needs_posix
 
 CELL = '''
@@ -24,9 +24,7 @@ expected = lambda: [float(BIG[i::4].sum()) for i in range(4)]
 
 @needs_posix("SIGKILL")
 def test_a_global_array_goes_once_is_never_stale_and_is_removed_at_exit():
-    with running_kernel() as kernel:
-        kernel.text("%load_ext parmagic")
-        kernel.text(CELL)
+    with parmagic_kernel(CELL) as kernel:
         shown = kernel.text("r = %pmap -t -n 2 --no-progress part range(4)\nprint(r == expected())")
         assert "32.0 MB into shared memory, 0 B already there" in shown
         assert shown.endswith("True\n")

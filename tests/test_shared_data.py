@@ -69,6 +69,19 @@ def test_writes_in_a_worker_stay_there_and_are_reported():
     assert all(-4.0 <= r <= -1.0 for r in results)
 
 
+def test_what_one_run_wrote_in_a_worker_never_reaches_the_next_run():
+    cell = notebook("""
+        BIG = np.zeros(2_000_000)
+        def spoil(i):
+            BIG[:] = 1.0
+        def total(i):
+            return float(BIG.sum())
+    """)
+    with pytest.warns(GlobalMutationWarning):
+        pmap(cell["spoil"], range(4), n_jobs=2, batch_size=1)
+    assert pmap(cell["total"], range(4), n_jobs=2, batch_size=1) == [0.0] * 4
+
+
 @pytest.mark.parametrize("make", [
     lambda: np.asfortranarray(np.random.rand(600, 500)),
     lambda: np.random.rand(1000, 900)[::2, ::3],  # not contiguous
