@@ -14,8 +14,10 @@ so stopping, crashing or timing out any other run never touches its workers,
 and its end removes its own workers and temporary files only.
 """
 
+import contextlib
 import multiprocessing.pool
 import os
+import signal
 import threading
 import weakref
 
@@ -107,10 +109,12 @@ class LokyPool:
 
     def submit(self, task):
         """Submit ``task`` (a callable); returns its future."""
-        if self.executor is None:
+        if self.executor is not None:
+            return self.executor.submit(task)
+        with _interrupts_held():  # workers (and loky's threads) start here
             self.executor = (_private_executor if self.private else _shared_executor)(
                 self.parallel)
-        return self.executor.submit(task)
+            return self.executor.submit(task)
 
     def kill(self):
         """Kill the workers now; the next submission starts fresh ones."""
@@ -128,6 +132,28 @@ class LokyPool:
         if self.private:
             self.kill()
         self.executor = None
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold SIGINT back in this thread while loky may start workers and its
+    manager thread: they inherit the signal mask, so a Jupyter interrupt,
+    which reaches the kernel's whole process group, cannot kill a worker
+    that is still starting, before it has set itself to ignore SIGINT
+    (worker_process). The notebook gets a held-back interrupt right after."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    # Python 3.11's own resource tracker unblocks SIGINT after it starts
+    # (it does not restore the previous mask): have it running first.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 # How the shared executor parmagic last configured was set up.
@@ -153,7 +179,7 @@ def _shared_executor(parallel):
 def _configured_shared_executor(parallel):
     backend = parallel._backend
     n_workers = backend.effective_n_jobs(parallel.n_jobs)
-    key = repr((n_workers, backend._prepare_worker_env(n_jobs=n_workers),
+    key = repr((n_workers, _worker_env_inputs(backend),
                 backend.backend_kwargs, parallel._backend_kwargs))
     executor = reusable_executor._executor
     if (
@@ -175,6 +201,15 @@ def _configured_shared_executor(parallel):
     backend._workers = None  # parmagic, not the backend, owns it from here
     _warm.update(executor=executor, key=key, args=joblib_executor._executor_args)
     return executor
+
+
+def _worker_env_inputs(backend):
+    """What ``backend._prepare_worker_env`` depends on, except the CPU
+    count: computing the environment reads the cgroup files on every call
+    (a tenth of a warm small run's time), while the CPU limit of a running
+    kernel practically never changes."""
+    names = [*backend.MAX_NUM_THREADS_VARS, backend.TBB_ENABLE_IPC_VAR]
+    return backend.inner_max_num_threads, [os.environ.get(name) for name in names]
 
 
 def _private_executor(parallel):

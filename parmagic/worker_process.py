@@ -11,10 +11,14 @@ def _leave_interrupts_to_the_notebook():
     """In a worker process, ignore SIGINT. Jupyter's interrupt (and Ctrl-C
     in a terminal) reaches the whole process group; the notebook side stops
     a foreground run and its workers itself, and a background run must not
-    die because another cell was interrupted."""
+    die because another cell was interrupted. (The notebook started this
+    process with SIGINT held back, so none arrived before this; one held
+    back meanwhile is dropped by the unblocking.)"""
     global _interrupts_ignored
     if not _interrupts_ignored and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         _interrupts_ignored = True
 
 

@@ -3,9 +3,13 @@
 builds from them behave: if an upgrade moves one, this fails by name."""
 
 import importlib
+import os
+import signal
 
+import psutil
 import pytest
 from joblib import Parallel
+from platforms import needs_posix
 
 from parmagic import joblib_internals as internals
 from parmagic.worker import Chunk
@@ -33,7 +37,8 @@ MODULE_NAMES = [
 ]
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_id", "_effective_n_jobs",
                   "_initialize_backend", "n_jobs"]
-BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs"]
+BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs",
+                 "MAX_NUM_THREADS_VARS", "TBB_ENABLE_IPC_VAR", "inner_max_num_threads"]
 EXECUTOR_NAMES = ["_flags", "_initializer", "_initargs", "submit", "shutdown"]
 SHARED_EXECUTOR_NAMES = ["_temp_folder_manager", "terminate"]
 
@@ -81,3 +86,25 @@ def test_a_private_pool_is_not_joblibs_shared_one():
     finally:
         shared.close()
         own.close()
+
+
+@needs_posix("SIGINT sent with os.kill")
+@pytest.mark.parametrize("private", [False, True], ids=["shared pool", "own pool"])
+def test_workers_hit_by_an_interrupt_while_starting_live_on(private):
+    # Jupyter's interrupt reaches the kernel's whole process group, workers
+    # included, maybe before they have started far enough to ignore it.
+    internals.shutdown_pools()
+    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=private)
+    try:
+        first = pool.submit(Chunk(abs, [(0, (-1,))]))
+        starting = [p for p in psutil.Process().children()
+                    if "LokyProcess" in " ".join(p.cmdline())]
+        assert len(starting) == 2
+        for worker in starting:
+            os.kill(worker.pid, signal.SIGINT)
+        assert first.result(timeout=60).values == [1]
+        later = [pool.submit(Chunk(abs, [(i, (-i,))])) for i in range(4)]
+        assert [f.result(timeout=60).values for f in later] == [[0], [1], [2], [3]]
+        assert all(worker.is_running() for worker in starting)
+    finally:
+        pool.close()
