@@ -5,6 +5,10 @@ the item running in the current thread, if any, and otherwise to the stream
 they replaced. Per-thread routing is what lets the threading backend capture
 items separately; in a worker process it costs one attribute lookup.
 
+A chunk of items installs one ``Sink`` for its thread and only moves the
+sink's ``index`` from item to item: tiny items pay one attribute store for
+capture, not a capture object each.
+
 Only Python-level writes are captured: output written straight to file
 descriptor 1 or 2 (C extensions, ``os.system``) goes where it always went.
 """
@@ -28,14 +32,18 @@ class _Router:
         self.original = original
 
     def write(self, text):
-        parts = getattr(_local, "parts", None)
-        if parts is None:
+        sink = getattr(_local, "sink", None)
+        if sink is None:
             return self.original.write(text)
+        outputs, index = sink.outputs, sink.index
+        parts = outputs.get(index)
+        if parts is None:
+            parts = outputs[index] = []
         parts.append((self.name, text))
         return len(text)
 
     def flush(self):
-        if getattr(_local, "parts", None) is None:
+        if getattr(_local, "sink", None) is None:
             self.original.flush()
 
     def __getattr__(self, name):  # encoding, fileno, isatty, ...
@@ -82,18 +90,30 @@ def routing():
                 uninstall()
 
 
-def start_capture():
-    """Collect this thread's writes until ``stop_capture``; returns a token
-    whose second element is the list of ``(stream name, text)`` parts.
-    (Two plain calls rather than a context manager: this runs per item.)"""
-    parts = []
-    token = (getattr(_local, "parts", None), parts)
-    _local.parts = parts
-    return token
+class Sink:
+    """Collects a thread's writes into ``outputs``: item index -> list of
+    ``(stream name, text)`` parts, for the item whose ``index`` is set."""
+
+    __slots__ = ("index", "outputs")
+
+    def __init__(self, outputs):
+        self.index = None
+        self.outputs = outputs
+
+
+def start_capture(outputs):
+    """Send this thread's writes to a new ``Sink`` filling ``outputs``
+    until ``stop_capture(token)``; returns ``(token, sink)``. A capture
+    started inside another (a map nested in an item) ends before it, and
+    the outer one then gets what the inner run prints."""
+    sink = Sink(outputs)
+    token = getattr(_local, "sink", None)
+    _local.sink = sink
+    return token, sink
 
 
 def stop_capture(token):
-    _local.parts = token[0]
+    _local.sink = token
 
 
 def joined(parts):

@@ -8,6 +8,7 @@ that cannot be pickled, an item past its time limit) is turned into failed
 items here or in the subclass.
 """
 
+import itertools
 import math
 import time
 
@@ -22,18 +23,27 @@ _IN_FLIGHT_PER_WORKER = 2
 # Adaptive chunking: aim for chunks of this many seconds, up to _MAX_CHUNK items.
 _TARGET_CHUNK_SECONDS = 0.05
 _MAX_CHUNK = 1024
+# Up to this many items per worker, a run is one chunk per worker.
+_FEW_PER_WORKER = 2
 # An item that ignores its time limit is given up on this long after it, at
 # the latest (or after twice the limit, if that is longer).
 _TIMEOUT_GRACE = 2.0
 # How often a background run, while waiting, checks whether it was cancelled.
 _CANCEL_CHECK = 0.1
+# A run still waiting for its first results this many seconds after it
+# began yields one empty batch, so that the collector sees the run is not a
+# short one even when few, large chunks all finish at its end.
+_FIRST_TICK = 0.05
 
 
 class ChunkSizer:
     """Items per chunk. "auto" starts at one item and doubles while chunks
     come back quickly, so slow items travel one by one (each result, and
     each interrupt, is per item) while tiny items soon travel in bulk. With
-    a known length, a chunk is at most a quarter of each worker's share."""
+    a known length, a chunk is at most a quarter of each worker's share;
+    a few items (at most _FEW_PER_WORKER a worker) are split evenly over
+    the workers at once, since there are too few to learn their cost from
+    and every chunk costs a round trip."""
 
     def __init__(self, batch_size, n_items, n_workers):
         self.fixed = batch_size != "auto"
@@ -41,6 +51,8 @@ class ChunkSizer:
         self.limit = _MAX_CHUNK
         if n_items is not None:
             self.limit = max(1, min(_MAX_CHUNK, math.ceil(n_items / (4 * n_workers))))
+        if not self.fixed and n_items is not None and n_items <= _FEW_PER_WORKER * n_workers:
+            self.size = self.limit = max(1, math.ceil(n_items / n_workers))
 
     def observe(self, n_items, seconds):
         """Grow towards chunks of _TARGET_CHUNK_SECONDS after a full chunk
@@ -53,12 +65,10 @@ class ChunkSizer:
 
 
 def _chunks(calls, sizer):
+    # Inputs.calls() reads a chunk in one go; other iterables item by item.
+    take = getattr(calls, "take", None) or (lambda n: list(itertools.islice(calls, n)))
     while True:
-        chunk = []
-        for call in calls:
-            chunk.append(call)
-            if len(chunk) >= sizer.size:
-                break
+        chunk = take(sizer.size)
         if not chunk:
             return
         yield chunk
@@ -83,6 +93,8 @@ class ChunkedRun:
         self.pending = {}  # future -> (chunk, submit time)
         self.retry = []  # chunks to submit again
         self.cancel = None  # a threading.Event: stop when set (background runs)
+        self.started = time.perf_counter()
+        self.ticked = False  # whether the empty batch of _FIRST_TICK went out
 
     # -- what subclasses provide ----------------------------------------------
     def _submit(self, chunk):
@@ -133,6 +145,10 @@ class ChunkedRun:
                 done = self._wait(list(self.pending), self._wait_timeout())
                 if self.cancel is not None and self.cancel.is_set():
                     raise RunCancelled()
+                if not done and self._tick_due():
+                    # Nothing finished yet, but the run is not a short one:
+                    # the collector starts sampling the machine's load (-t).
+                    yield Batch()
                 if not done and self.options.timeout is not None:
                     yield from self._expire_stuck()
                 for future in done:
@@ -219,8 +235,17 @@ class ChunkedRun:
         yield failed
 
     # -- time limits ------------------------------------------------------------
+    def _tick_due(self):
+        if self.ticked or time.perf_counter() - self.started < _FIRST_TICK:
+            return False
+        self.ticked = True
+        return True
+
     def _wait_timeout(self):
         tick = None if self.cancel is None else _CANCEL_CHECK
+        if not self.ticked:
+            until_tick = max(0.0, self.started + _FIRST_TICK - time.perf_counter())
+            tick = until_tick if tick is None else min(tick, until_tick)
         if self.options.timeout is None:
             return tick
         oldest = min(submitted for _, submitted in self.pending.values())

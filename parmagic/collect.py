@@ -103,8 +103,8 @@ class Collector:
         self.check.observe(batch)
         if batch.span is not None:
             record.add_span(batch.span, len(batch))
-            if not self.load.started and record.n_jobs > 1 and record.elapsed() > _SAMPLE_AFTER:
-                self.load.start()
+        if not self.load.started and record.n_jobs > 1 and record.elapsed() > _SAMPLE_AFTER:
+            self.load.start()  # also on an empty batch: see chunked._FIRST_TICK
         items = self.inputs.finished(batch.indices, batch.failures)
         record.add_batch(batch.indices, batch.values, batch.failures)
         if self.cache is not None:

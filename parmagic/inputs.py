@@ -1,5 +1,6 @@
 """The iterables of a run: checked up front, then read lazily."""
 
+import collections
 import itertools
 
 from .errors import ParmagicInputError
@@ -42,39 +43,57 @@ class Inputs:
         self._in_flight = {}
         source = iterables[0] if len(iterables) == 1 else zip(*iterables)
         self._iterator = iter(source)
-        self._as_args = _star_args if star or len(iterables) > 1 else _single_arg
-        self._peeked = []
+        # zip(items) makes the 1-tuples func(*args) needs without a Python call
+        self._as_args = zip if len(iterables) == 1 and not star else _as_given
 
     def has_items(self):
         """Whether there is at least one item (reads it ahead if needed)."""
         for item in self._iterator:
-            self._peeked.append(item)
+            self._iterator = itertools.chain([item], self._iterator)
             return True
-        return bool(self._peeked)
+        return False
 
     def calls(self):
-        for item in itertools.chain(self._peeked, self._iterator):
-            index = self.n_read
-            self.n_read += 1
-            self._in_flight[index] = item
-            yield index, self._as_args(item)
+        """The ``(index, args)`` calls, one at a time or, through the
+        iterator's ``take(n)``, a list of up to ``n`` at once."""
+        return _Calls(self.take)
+
+    def take(self, n):
+        """The next (up to) ``n`` calls as a list, read in one go: for tiny
+        items, per-item Python here is a large part of a run's cost."""
+        items = list(itertools.islice(self._iterator, n))
+        indices = range(self.n_read, self.n_read + len(items))
+        self.n_read += len(items)
+        self._in_flight.update(zip(indices, items))
+        return list(zip(indices, self._as_args(items)))
 
     def finished(self, indices, wanted):
         """Forget the finished ``indices``; return the items of those in
         ``wanted`` (the failed ones, whose values the errors show)."""
         in_flight = self._in_flight
         items = {index: in_flight.get(index) for index in wanted}
-        for index in indices:
-            del in_flight[index]
+        collections.deque(map(in_flight.__delitem__, indices), maxlen=0)
         return items
 
 
-def _star_args(item):
-    return item  # the worker calls func(*item); a non-iterable item fails there
+class _Calls:
+    """An iterator of calls that can also hand out several at once."""
+
+    def __init__(self, take):
+        self.take = take
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        calls = self.take(1)
+        if not calls:
+            raise StopIteration
+        return calls[0]
 
 
-def _single_arg(item):
-    return (item,)
+def _as_given(items):
+    return items  # the worker calls func(*item); a non-iterable item fails there
 
 
 def _common_length(iterables):

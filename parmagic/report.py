@@ -122,12 +122,13 @@ class ParmapRecord:
             return
         self.expect(max(indices) + 1)
         results = self.results
-        if failures:
-            pairs = [(i, v) for i, v in zip(indices, values) if i not in failures]
+        first = indices[0]
+        if not failures and indices == list(range(first, first + len(indices))):
+            results[first:first + len(indices)] = values  # a chunk, in one step
         else:
-            pairs = zip(indices, values)
-        for index, value in pairs:
-            results[index] = value
+            for index, value in zip(indices, values):
+                if index not in failures:
+                    results[index] = value
         self.n_finished += len(indices) - len(failures)
 
     def add_error(self, index, item, exception, traceback_text):

@@ -196,6 +196,7 @@ class RunSharing:
         self.token = uuid.uuid4().hex  # tells workers a new run has begun
         self._refs = {}  # id(array) -> (array, reference)
         self._in_use = set()  # digests this run refers to: pinned in the store
+        self._pickled = {}  # id(obj) -> (obj, its pickle), see dumps_once
         self.shared_bytes = 0  # written into the store by this run
         self.reused_bytes = 0  # found there already
         self.pickled_bytes = 0  # sent through the pipe, summed over tasks
@@ -209,6 +210,18 @@ class RunSharing:
         self.pickled_bytes += len(data)
         self.seconds += time.perf_counter() - started
         return data
+
+    def dumps_once(self, obj):
+        """``dumps(obj)``, pickled at its first use in the run and reused:
+        the function goes with every chunk, and cloudpickling a notebook
+        function costs more than a chunk of tiny items. (Its arrays are
+        taken once per run anyway, see ``reference``.)"""
+        known = self._pickled.get(id(obj))
+        if known is None:
+            known = self._pickled[id(obj)] = (obj, self.dumps(obj))
+        else:
+            self.pickled_bytes += len(known[1])  # still sent with each task
+        return known[1]
 
     def transfer(self):
         return Transfer(self.shared_bytes, self.reused_bytes, self.pickled_bytes,
@@ -233,6 +246,7 @@ class RunSharing:
 
     def close(self):
         self._refs.clear()
+        self._pickled.clear()
         self.store.release(self._in_use)
 
 

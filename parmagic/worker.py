@@ -16,7 +16,7 @@ import cloudpickle
 
 from . import time_limits
 from .capture import install as install_routers
-from .capture import start_capture, stop_capture
+from .capture import Sink, start_capture, stop_capture
 from .error_transport import loads, pack_error, unpack_error
 from .errors import ItemExitError, ItemTimeoutError, NotPicklableError
 from .mutation import GlobalWatch
@@ -26,7 +26,7 @@ from .worker_process import prepare_worker
 
 # Results of these types always pickle; others are pickled once in the worker
 # (see Batch.__reduce__) so that a failure is pinned on its own item.
-_PLAIN_TYPES = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN_TYPES = frozenset((type(None), bool, int, float, complex, str, bytes))
 
 
 class CallOptions(NamedTuple):
@@ -81,7 +81,9 @@ class Batch:
         # Values that are not surely picklable are pickled one by one here,
         # so one that cannot be sent back fails alone, naming its item.
         values, packed = self.values, []
-        for position, value in enumerate(values):
+        # all plain is the common case, checked without a Python-level loop
+        unsure = () if _PLAIN_TYPES.issuperset(map(type, values)) else values
+        for position, value in enumerate(unsure):
             if _surely_picklable(value):
                 continue
             try:
@@ -109,7 +111,7 @@ def _rebuild(indices, values, packed, failures, *rest):
 
 
 def _surely_picklable(value):
-    if isinstance(value, _PLAIN_TYPES):
+    if type(value) in _PLAIN_TYPES:
         return True
     # numpy arrays and scalars without Python objects inside
     return getattr(getattr(value, "dtype", None), "hasobject", True) is False
@@ -160,12 +162,21 @@ def run_calls(func, calls, options=CallOptions()):
     batch = Batch()
     if options.capture:
         install_routers()
+        token, sink = start_capture(batch.outputs)
+    else:
+        token, sink = None, Sink({})  # moved along, never installed
     _item_state.depth = getattr(_item_state, "depth", 0) + 1
     try:
-        for index, args in calls:
-            _call(func, index, args, options, batch)
+        if options.timeout is None:
+            _call_each(func, calls, options, batch, sink)
+        else:
+            for index, args in calls:
+                sink.index = index
+                _call_limited(func, index, args, options, batch)
     finally:
         _item_state.depth -= 1
+        if options.capture:
+            stop_capture(token)
     worker = (os.getpid(), threading.get_ident())
     batch.span = (worker, started, time.time() - started, clock() - cpu_started)
     if watch:
@@ -181,30 +192,45 @@ def _cpu_clock():
     return time.thread_time
 
 
-def _call(func, index, args, options, batch):
-    parts = start_capture() if options.capture else None
+def _call_each(func, calls, options, batch, sink):
+    """The calls without a time limit: the per-item loop of tiny items, so
+    it does only what each item needs (mark it for capture, call, keep)."""
+    indices, values = batch.indices, batch.values
+    for index, args in calls:
+        sink.index = index
+        try:
+            value = func(*args)
+        except (Exception, SystemExit) as exc:
+            value = None
+            batch.failures[index] = _failure(exc, options)
+        indices.append(index)
+        values.append(value)
+
+
+def _call_limited(func, index, args, options, batch):
     value = None
     try:
         with time_limit(options.timeout, options.watchdog):
             value = func(*args)
-    except SystemExit as exc:
-        error = ItemExitError(f"the item called sys.exit({exc.code!r})")
-        batch.failures[index] = (error, frames_of(exc))
-    except TimeLimitReached as exc:
-        error = ItemTimeoutError(f"the item ran longer than its {options.timeout:g} s time limit")
+    except (Exception, SystemExit) as exc:
+        batch.failures[index] = _failure(exc, options)
+    batch.indices.append(index)
+    batch.values.append(value)
+
+
+def _failure(exc, options):
+    """(exception, traceback frames) for an item that raised ``exc``; the
+    exception is packed in ``Batch.__reduce__``."""
+    if isinstance(exc, SystemExit):
+        return ItemExitError(f"the item called sys.exit({exc.code!r})"), frames_of(exc)
+    if isinstance(exc, TimeLimitReached) and options.timeout is not None:
+        error = ItemTimeoutError(
+            f"the item ran longer than its {options.timeout:g} s time limit")
         frames = frames_of(exc)
         while frames and frames[-1][0] == time_limits.__file__:  # the alarm's handler
             frames.pop()
-        batch.failures[index] = (error, frames)
-    except Exception as exc:
-        batch.failures[index] = (exc, frames_of(exc))  # packed in Batch.__reduce__
-    finally:
-        if options.capture:
-            stop_capture(parts)
-    batch.indices.append(index)
-    batch.values.append(value)
-    if parts and parts[1]:
-        batch.outputs[index] = parts[1]
+        return error, frames
+    return exc, frames_of(exc)
 
 
 class Chunk:
@@ -226,11 +252,11 @@ class Chunk:
         return run_calls(self.func, self.calls, self.options)
 
     def __reduce__(self):
-        parts = (self.func, self.calls, self.options)
         if self.sharing is None:
-            return (Chunk, parts)
-        return (_unpickled_chunk, (self.sharing.dumps(parts),))
+            return (Chunk, (self.func, self.calls, self.options))
+        return (_unpickled_chunk, (self.sharing.dumps_once(self.func),
+                                   self.sharing.dumps((self.calls, self.options))))
 
 
-def _unpickled_chunk(data):
-    return Chunk(*pickle.loads(data))
+def _unpickled_chunk(func_data, data):
+    return Chunk(pickle.loads(func_data), *pickle.loads(data))
