@@ -38,11 +38,15 @@ _MISSING = object()
 
 
 class ResultCache:
-    """The cached results of one function, in ``root``."""
+    """The cached results of one function, in ``root``; with ``init``
+    (SETUP), of the two together: what SETUP builds decides the results."""
 
-    def __init__(self, root, func):
+    def __init__(self, root, func, init=None):
+        key = function_key(func)
+        if init is not None:
+            key = joblib.hash([key, function_key(init)])[:16]
         try:
-            self.folder = Path(root).expanduser() / f"{_safe_name(func)}-{function_key(func)}"
+            self.folder = Path(root).expanduser() / f"{_safe_name(func)}-{key}"
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ParmagicInputError(f"cannot use {root!r} as a cache folder: {exc}") from None

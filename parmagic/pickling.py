@@ -14,6 +14,7 @@ import cloudpickle
 
 from .errors import NotPicklableError, short_repr
 from .dependencies import is_notebook_class, notebook_homes, walk
+from .worker import Setup
 
 _ADVICE = (
     "use the threading backend (-b threading, backend='threading'), where "
@@ -23,7 +24,11 @@ _ADVICE = (
 
 def function_error(func, func_label):
     """A ``NotPicklableError`` naming what in ``func`` cannot be pickled, or
-    None when ``func`` pickles."""
+    None when ``func`` pickles. ``func`` may be a ``worker.Setup``: SETUP
+    and the function are looked at in turn."""
+    if isinstance(func, Setup):
+        return (function_error(func.init, func.init_label)
+                or function_error(func.func, func_label))
     try:
         cloudpickle.dumps(func)
         return None
