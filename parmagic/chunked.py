@@ -179,6 +179,12 @@ class ChunkedRun:
         self._release()
         return finished
 
+    def resubmit(self, calls):
+        """Run these ``(index, args)`` calls again (``--retries``), each
+        alone, so a crash or a time limit in one does not fail the others
+        again: before any new chunk, on a fresh pool after a crash."""
+        self.retry.extend([call] for call in calls)
+
     def _wait_all(self, futures, timeout):
         deadline = time.perf_counter() + timeout
         remaining = list(futures)

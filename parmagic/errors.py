@@ -73,10 +73,14 @@ def short_repr(value, limit=60):
     return text
 
 
-def describe_item_failure(index, item_repr, finished=None, total=None):
+def describe_item_failure(index, item_repr, finished=None, total=None, attempts=1):
     """The note added to the exception of a failed item: which item (unless
-    ``index`` is None), and how many results are kept when the run stopped."""
-    said = [] if index is None else [f"item {index} ({item_repr}) failed"]
+    ``index`` is None), after how many attempts (``--retries``), and how many
+    results are kept when the run stopped."""
+    after = f" after {attempts} attempts" if attempts > 1 else ""
+    said = [f"failed{after}"] if index is None and after else []
+    if index is not None:
+        said = [f"item {index} ({item_repr}) failed{after}"]
     if finished is not None:
         of_total = f" of {total}" if total is not None else ""
         said.append(

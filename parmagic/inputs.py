@@ -67,6 +67,15 @@ class Inputs:
         self._in_flight.update(zip(indices, items))
         return list(zip(indices, self._as_args(items)))
 
+    def item(self, index):
+        """The value of an item still in flight."""
+        return self._in_flight.get(index)
+
+    def call_again(self, index):
+        """The ``(index, args)`` call of an item still in flight, to run it
+        again (``--retries``)."""
+        return index, next(iter(self._as_args([self._in_flight[index]])))
+
     def finished(self, indices, wanted):
         """Forget the finished ``indices``; return the items of those in
         ``wanted`` (the failed ones, whose values the errors show)."""

@@ -11,6 +11,7 @@ import warnings
 from joblib import delayed
 
 from .errors import ItemTimeoutError
+from .retries import RetriedAttempt, RetryPolicy, call_with_retries
 from .worker import Batch, call_item
 
 # An item that ignores its time limit (a thread in compiled code) is given
@@ -20,31 +21,43 @@ _TIMEOUT_GRACE = 2.0
 
 class ParallelRun:
     """One map through ``parallel``. ``outcomes`` yields a ``Batch`` of one
-    item at a time, in input order; ``stop`` ends the run."""
+    item at a time, in input order; ``stop`` ends the run. An item that may
+    run again (``retries``) is called again by its worker, which sends back
+    its failed attempts (as ``RetriedAttempt``) before its last one."""
 
-    def __init__(self, parallel, func, options):
+    def __init__(self, parallel, func, options, retries=RetryPolicy()):
         self.parallel = parallel
         self.func = func
         self.options = options
+        self.retries = retries
         self._results = None
 
     @staticmethod
-    def gives_up_after(timeout):
+    def gives_up_after(timeout, attempts=1):
         """joblib's ``Parallel.timeout`` for a per-item ``timeout``: the
         worker stops an item at its limit (Python code, even in a thread, see
-        ``worker.time_limit``); this is for an item that does not stop."""
-        return None if timeout is None else timeout + max(_TIMEOUT_GRACE, timeout)
+        ``worker.time_limit``); this is for an item that does not stop. Each
+        of an item's ``attempts`` has the full limit."""
+        if timeout is None:
+            return None
+        return attempts * timeout + max(_TIMEOUT_GRACE, timeout)
 
     def outcomes(self, calls):
         __tracebackhide__ = True
-        func, options = self.func, self.options
-        self._results = self.parallel(
-            delayed(call_item)(func, index, args, options) for index, args in calls
-        )
+        func, options, retries = self.func, self.options, self.retries
+        if retries.retries:
+            tasks = (delayed(call_with_retries)(func, index, args, options, retries)
+                     for index, args in calls)
+        else:
+            tasks = (delayed(call_item)(func, index, args, options) for index, args in calls)
+        self._results = self.parallel(tasks)
         received = 0
         try:
             for batch in self._results:
                 received += 1
+                if isinstance(batch, list):  # call_with_retries: every attempt
+                    *failed, batch = batch
+                    yield from map(RetriedAttempt.of, failed)
                 yield batch
         except (TimeoutError, multiprocessing.TimeoutError):  # the latter from ThreadPool
             # joblib gave up waiting for the next item in order: it did not

@@ -65,6 +65,10 @@ class ParmapRecord:
         finish hold ``parmagic.NOT_COMPUTED``.
     errors : dict
         Item index -> :class:`ItemError`.
+    retried : dict
+        Item index -> list of :class:`ItemError`, one per failed attempt that
+        was run again (``retries``); the last attempt's failure, if it
+        failed too, is in ``errors``.
     outputs : list of str
         What each item printed (stdout and stderr), "" for silent items.
     func_name, backend, n_jobs : str, str, int
@@ -95,6 +99,7 @@ class ParmapRecord:
         self.n_jobs = n_jobs
         self.results = []
         self.errors = {}
+        self.retried = {}
         self.status = "running"
         self.wall_time = None
         self.cpu_time = 0.0
@@ -135,6 +140,11 @@ class ParmapRecord:
         self.expect(index + 1)
         self.errors[index] = ItemError(index, short_repr(item), exception, traceback_text)
 
+    def add_failed_attempt(self, index, item, exception, traceback_text):
+        """An attempt at item ``index`` failed and the item runs again."""
+        attempt = ItemError(index, short_repr(item), exception, traceback_text)
+        self.retried.setdefault(index, []).append(attempt)
+
     def add_span(self, span, n_items):
         worker, start, seconds, cpu = span
         self.spans.append((worker, start, seconds, cpu, n_items))
@@ -173,6 +183,12 @@ class ParmapRecord:
         return draw(self, ax)
 
     @property
+    def attempts(self):
+        """Item index -> how many times it ran, for the items that ran more
+        than once (``retries``); every other item ran once."""
+        return {index: len(failed) + 1 for index, failed in self.retried.items()}
+
+    @property
     def outputs(self):
         return [joined(self._output_parts.get(i)) for i in range(len(self.results))]
 
@@ -190,7 +206,15 @@ class ParmapRecord:
             ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
             ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "
                        "something (see .outputs)"),
-        ] + changed
+        ] + changed + self._retry_facts()
+
+    def _retry_facts(self):
+        if not self.retried:
+            return []
+        n_items = len(self.retried)
+        return [("retries", f"{n_items} item{'s' if n_items != 1 else ''} needed a "
+                            f"retry, up to {max(self.attempts.values())} attempts "
+                            "(see .attempts and .retried)")]
 
     def first_errors(self, n=_ERRORS_SHOWN):
         """The ``n`` failed items with the lowest indices, and how many more
