@@ -12,8 +12,9 @@ import contextlib
 from . import capture, tracebacks
 from .background import RunCancelled
 from .errors import WorkerCrashError, describe_item_failure, short_repr
+from .retries import RetriedAttempt, without
 from .timing import LoadSampler
-from .worker import Batch, RemoteTraceback
+from .worker import Batch, RemoteTraceback, setup_failed
 
 # Seconds that items already running get to finish when a run stops early,
 # so their results are kept; workers still busy after that are stopped.
@@ -28,16 +29,19 @@ class Collector:
     """Consumes one run's outcome stream into ``record``."""
 
     def __init__(self, record, inputs, func, check, on_error, bar, items_run_here,
-                 cache=None, cancel=None):
+                 cache=None, cancel=None, retries=None, init=None):
         self.record = record
         self.inputs = inputs
         self.func = func
+        self.init = init  # SETUP (init=), or None
         self.check = check
         self.on_error = on_error
         self.bar = bar
         self.items_run_here = items_run_here  # threads of this process
         self.cache = cache  # a cache.ResultCache, or None
         self.cancel = cancel  # a threading.Event set to stop the run, or None
+        self.retries = retries  # a retries.RetryPolicy, or None
+        self.resubmit = None  # the stream's, while failed items may go again
         self.output = OrderedOutput(bar.print)
         # Samples busy threads for the -t advice, from the first result that
         # comes after _SAMPLE_AFTER seconds: shorter runs pay nothing for it.
@@ -76,23 +80,31 @@ class Collector:
     def _consume(self, stream, calls):
         """Store outcomes; in "raise" mode return the first failure, with its
         note, once the items already running have had a moment to finish."""
+        # joblib.Parallel's path has none: its workers retry (retries.py)
+        self.resubmit = getattr(stream, "resubmit", None)
         with contextlib.closing(stream.outcomes(calls)) as batches:
             for batch in batches:
                 failure = self._store(batch)
                 if self.cancel is not None and self.cancel.is_set():
                     raise RunCancelled()
-                if failure is not None and self.on_error == "raise":
+                if failure is not None and (self.on_error == "raise"
+                                            or setup_failed(failure[2])):
                     self._stop(stream, grace=STOP_GRACE)
                     index, item, error = failure
+                    if setup_failed(error):  # whatever on_error says: nothing can run
+                        error.add_note(self._setup_failure_note())
+                        return error
+                    attempts = self.record.attempts.get(index, 1)
                     if isinstance(error, WorkerCrashError):  # it names the items
                         index = None
                     error.add_note(describe_item_failure(
                         index, short_repr(item), self.record.n_finished,
-                        self.inputs.length))
+                        self.inputs.length, attempts))
                     return error
         return None
 
     def _stop(self, stream, grace):
+        self.resubmit = None  # what fails now stays failed
         for batch in stream.stop(grace):
             self._store(batch)
 
@@ -105,6 +117,8 @@ class Collector:
             record.add_span(batch.span, len(batch))
         if not self.load.started and record.n_jobs > 1 and record.elapsed() > _SAMPLE_AFTER:
             self.load.start()  # also on an empty batch: see chunked._FIRST_TICK
+        if batch.failures and self.retries is not None:
+            batch = self._retry_failed(batch)
         items = self.inputs.finished(batch.indices, batch.failures)
         record.add_batch(batch.indices, batch.values, batch.failures)
         if self.cache is not None:
@@ -125,22 +139,63 @@ class Collector:
             self.output.flush_ready(record)
         return failure
 
+    def _retry_failed(self, batch):
+        """Take the failed items that run again out of ``batch``: their
+        failure is kept in the record (``retried``), and they go back to the
+        stream, unless their worker ran them again itself."""
+        again = self._runs_again(batch)
+        if not again:
+            return batch
+        for index in sorted(again):
+            error, frames = batch.failures[index]
+            text = tracebacks.render(frames, error, self.func)
+            self.record.add_failed_attempt(index, self.inputs.item(index), error, text)
+        if not isinstance(batch, RetriedAttempt):
+            self.resubmit([self.inputs.call_again(index) for index in sorted(again)])
+        return without(batch, again)
+
+    def _runs_again(self, batch):
+        if isinstance(batch, RetriedAttempt):
+            return set(batch.failures)
+        if self.resubmit is None:
+            return set()
+        attempts = self.record.attempts
+        return {
+            index for index, (error, _) in batch.failures.items()
+            if self.retries.runs_again(error, attempts.get(index, 1))
+        }
+
     def store_cached(self, index, value):
         """An item whose result came from the cache."""
         self.record.n_cached += 1
         self._store(Batch([index], [value]))
 
     def _item_error(self, index, item, error, frames):
-        text = tracebacks.render(frames, error, self.func)
+        text = tracebacks.render(frames, error, self.init if setup_failed(error) else self.func)
         self.record.add_error(index, item, error, text)
         if frames:  # parmagic's own errors say all in their message
             error.__cause__ = RemoteTraceback(text)
         return error
 
+    def _setup_failure_note(self):
+        name = getattr(self.init, "__qualname__", None) or "init"
+        total, finished = self.inputs.length, self.record.n_finished
+        if total is None:
+            not_run = "the remaining items were not run"
+        else:
+            not_run = f"{total - finished}{f' of {total}' if finished else ''} items were not run"
+        note = f"parmagic: SETUP {name} failed in a worker; {not_run}"
+        if finished:
+            note += (f"; {finished} results had finished and are kept in the run "
+                     "record (_parmap.results in IPython)")
+        return note
+
     def _group(self):
         shown, more = self.record.first_errors(GROUP_SHOWN)
         for error in shown:
-            error.exception.add_note(describe_item_failure(error.index, error.item_repr))
+            error.exception.add_note(describe_item_failure(
+                error.index, error.item_repr,
+                attempts=self.record.attempts.get(error.index, 1)))
         message = (
             f"{len(self.record.errors)} of {len(self.record.results)} items failed; "
             f"{self._finished_text()} and are kept in the run record "

@@ -9,20 +9,20 @@ import numbers
 
 from joblib import Parallel
 
-from . import backends, cluster
+from . import backends, cluster, retries as retrying
 from . import joblib_internals as internals
 from .background import BackgroundRun
 from .cache import ResultCache, cached_calls
 from .collect import Collector
 from .dask_run import DaskRun
-from .errors import ParmagicInputError
+from .errors import ParmagicInputError, short_repr
 from .inputs import Inputs, check_inputs, default_labels
 from .mutation import MutationCheck
 from .parallel_run import ParallelRun
 from .pool import LokyRun
 from .progress import ProgressBar
 from .report import ParmapRecord
-from .worker import CallOptions, inside_item
+from .worker import CallOptions, Setup, inside_item
 
 ON_ERROR = ("raise", "collect")
 
@@ -40,6 +40,9 @@ def pmap(
     warn_mutation=True,
     scheduler=None,
     cache=None,
+    retries=0,
+    retry_on=None,
+    init=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -95,6 +98,27 @@ def pmap(
         A rerun of the same function (same code, same globals it reads) on
         the same items takes them from there and computes only the rest:
         after an interrupt, a crash or a kernel restart.
+    init : callable, default None
+        SETUP: ``init()`` runs once in each worker before that worker's
+        first item (once per worker process; per thread with
+        ``"threading"``; once with ``"sequential"``; once per dask worker
+        process), e.g. to load a model. The globals it assigns with
+        ``global`` are visible to ``func`` there, and the caller's own
+        globals stay as they were. If it raises, the run stops with its
+        exception and a note saying how many items were not run.
+    retries : int, default 0
+        How many more times an item that fails is run: an item that raises,
+        one past its time limit, or one whose worker process died (on a
+        fresh worker; a crash counts an attempt for every item in flight,
+        as any of them may have caused it). When they run out, the item's
+        last exception is raised, with a note saying after how many
+        attempts; ``_parmap.attempts`` and ``_parmap.retried`` keep them.
+    retry_on : exception class, names or None, default None
+        Retry only these exceptions (``isinstance``): classes, or names such
+        as ``"ConnectionError,TimeoutError"`` looked up in ``func``'s
+        globals, the builtins and parmagic's exceptions. A crash
+        (:class:`parmagic.WorkerCrashError`) is retried only when it is
+        named here or ``retry_on`` is None.
 
     Returns
     -------
@@ -122,6 +146,9 @@ def pmap(
         warn_mutation=warn_mutation,
         scheduler=scheduler,
         cache=cache,
+        retries=retries,
+        retry_on=retry_on,
+        init=init,
     )
     return record.results
 
@@ -140,6 +167,9 @@ def run(
     warn_mutation=True,
     scheduler=None,
     cache=None,
+    retries=0,
+    retry_on=None,
+    init=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -161,10 +191,14 @@ def run(
     __tracebackhide__ = True
     func_label, *iterable_labels = labels or default_labels(len(iterables))
     check_inputs(func, iterables, star, func_label, iterable_labels)
+    _check_init(init)
     settings = check_settings(
         n_jobs=n_jobs, backend=backend, batch_size=batch_size,
         on_error=on_error, timeout=timeout, progress=progress, scheduler=scheduler,
+        retries=retries,
     )
+    retry_policy = retrying.policy(
+        settings["retries"], retry_on, getattr(func, "__globals__", None))
     if inside_item():
         # A map inside a mapped function runs serially, in the worker it is
         # in: a pool per worker would oversubscribe the cores.
@@ -187,15 +221,17 @@ def run(
         return record
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"], CallOptions.force_watchdog)
+    # with init, SETUP travels with func and runs before the worker's first item
+    sent = func if init is None else Setup(init, func, f"SETUP {_name_of(init, 'init')}")
     stream = _stream(
-        parallel, n_jobs, settings, func, options, inputs.length, func_label, cancel,
-        own_pool,
+        parallel, n_jobs, settings, sent, options, inputs.length, func_label, cancel,
+        own_pool, retry_policy,
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
-    results = ResultCache(cache, func) if cache is not None else None
+    results = ResultCache(cache, func, init) if cache is not None else None
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
-        results, cancel,
+        results, cancel, retry_policy if retry_policy.retries else None, init=init,
     )
     calls = inputs.calls()
     if results is not None:
@@ -222,7 +258,7 @@ def _parallel(settings):
 
 
 def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, cancel,
-            own_pool):
+            own_pool, retry_policy):
     """Where the items run: a loky pool, a dask client, or joblib."""
     batch_size = settings["batch_size"]
     if internals.runs_on_loky(parallel, n_jobs):
@@ -236,8 +272,9 @@ def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, canc
             # In a process's main thread the worker stops an item at its limit
             # even in a blocking call (time_limits); in threads it stops Python
             # code but not compiled code: joblib gives up on that a little later.
-            parallel.timeout = ParallelRun.gives_up_after(settings["timeout"])
-        return ParallelRun(parallel, func, options)  # cancel: seen between items
+            parallel.timeout = ParallelRun.gives_up_after(
+                settings["timeout"], retry_policy.retries + 1)
+        return ParallelRun(parallel, func, options, retry_policy)  # cancel: between items
     stream.cancel = cancel  # also seen while waiting for a chunk
     return stream
 
@@ -264,7 +301,7 @@ def start(func, *iterables, on_done=None, **options):
 
 def check_settings(
     *, n_jobs=None, backend=None, batch_size="auto", on_error="raise",
-    timeout=None, progress="auto", scheduler=None,
+    timeout=None, progress="auto", scheduler=None, retries=0,
 ):
     """Validate run settings before anything runs; return them normalised."""
     if on_error not in ON_ERROR:
@@ -287,6 +324,7 @@ def check_settings(
         "timeout": _check_timeout(timeout),
         "progress": progress,
         "scheduler": scheduler,
+        "retries": retrying.check_retries(retries),
     }
 
 
@@ -298,6 +336,14 @@ def _check_timeout(timeout):
             f"timeout must be a positive number of seconds, not {timeout!r}"
         )
     return float(timeout)
+
+
+def _check_init(init):
+    if init is not None and not callable(init):
+        raise ParmagicInputError(
+            f"SETUP (init) must be a function to call in each worker, not "
+            f"{type(init).__name__} {short_repr(init)}"
+        )
 
 
 def _isolation(parallel, n_jobs):

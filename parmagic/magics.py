@@ -15,6 +15,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
 from . import engine, parsing
+from . import retries as retrying
 from .errors import ParmagicInputError
 
 
@@ -54,6 +55,24 @@ def _shared_options(magic):
             "raise: stop at the first failing item (the default, "
             "ParMagic.on_error). collect: run every item, then raise an "
             "ExceptionGroup of all failures.")),
+        argument("--init", metavar="SETUP", help=(
+            "Call SETUP() once in each worker before its first item (once per "
+            "worker process; per thread with -b threading; once with -b "
+            "sequential), e.g. to load a model: the globals it assigns with "
+            "`global` are visible to FUNC there, and the notebook's stay as "
+            "they are. If SETUP raises, the run stops with its exception.")),
+        argument("--retries", type=int, metavar="N", help=(
+            "Run an item that fails up to N more times: one that raises, "
+            "passes its time limit, or whose worker process died (again on a "
+            "fresh worker; a crash counts an attempt for every item in flight). "
+            "When they run out, its exception is raised with a note saying "
+            "after how many attempts; _parmap.attempts keeps count. Default: "
+            "ParMagic.retries (0).")),
+        argument("--retry-on", metavar="EXC,...", help=(
+            "With --retries: retry only these exceptions (and their "
+            "subclasses), e.g. ConnectionError,TimeoutError: builtin names or "
+            "classes defined in the notebook. A worker crash is retried only "
+            "when WorkerCrashError is named. Default: any exception.")),
         argument("--progress", dest="progress", action="store_const", const=True,
                  help="Show a progress bar from the start."),
         argument("--no-progress", dest="progress", action="store_const", const=False,
@@ -122,6 +141,9 @@ class ParMagic(Magics):
         "Default folder for --cache (None: no caching).")).tag(config=True)
     timeout = Float(None, allow_none=True, help=(
         "Default per-item time limit in seconds (None: no limit).")).tag(config=True)
+    retries = Integer(0, min=0, help=(
+        "Default for --retries: how many more times an item that fails is "
+        "run.")).tag(config=True)
     on_error = Enum(("raise", "collect"), default_value="raise", help=(
         "Default for --on-error: 'raise' stops at the first failing item, "
         "'collect' runs every item and raises all failures together.")).tag(config=True)
@@ -188,6 +210,8 @@ class ParMagic(Magics):
             In [12]: %pmap -b dask --scheduler tcp://10.0.0.5:8786 square data
             In [13]: %pmap --cache ~/.cache/fits fit params      # resumable
             In [14]: run = %pmap --bg -o fits fit params          # returns at once
+            In [15]: %pmap --retries 2 --retry-on ConnectionError fetch urls
+            In [16]: %pmap --init load_model predict images  # load_model() once per worker
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -240,7 +264,8 @@ class ParMagic(Magics):
 
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
-        --progress, --no-progress, --cache, --bg, -t/--time and --no-warn.
+        --progress, --no-progress, --cache, --bg, -t/--time, --no-warn,
+        --init, --retries and --retry-on.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -313,6 +338,7 @@ class ParMagic(Magics):
             on_error=_first_set(options.on_error, self.on_error),
             timeout=_first_set(options.timeout, self.timeout),
             progress=_first_set(options.progress, "auto" if self.progress else False),
+            retries=_first_set(options.retries, self.retries),
         )
 
     def _run(self, options, settings, func, func_src, iterable_srcs, namespace):
@@ -326,6 +352,11 @@ class ParMagic(Magics):
             star=options.star,
             warn_mutation=self.warn_mutation and not options.no_warn,
             cache=_first_set(options.cache, self.cache_dir),
+            # evaluated like FUNC, after the cell has run (it may define SETUP)
+            init=_evaluate(options.init, namespace) if options.init else None,
+            # names of classes the cell defines are found once it has run
+            retry_on=retrying.exception_classes(options.retry_on, namespace)
+            if options.retry_on else None,
             labels=labels,
             func_source=func_src,
         )

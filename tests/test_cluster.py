@@ -80,6 +80,23 @@ def test_errors_name_the_item_and_show_the_notebook_line(shell, dask_cluster):
     assert isinstance(error, ExceptionGroup) and "2 of 3 items failed" in str(error)
 
 
+def test_retries_on_dask_run_a_flaky_item_again(shell, dask_cluster, tmp_path):
+    cell(shell, "from pathlib import Path\nclass Flaky(Exception):\n    pass\n"
+                f"def fetch(x, folder={str(tmp_path)!r}):\n"
+                "    path = Path(folder) / str(x)\n"
+                "    attempt = int(path.read_text()) + 1 if path.exists() else 1\n"
+                "    path.write_text(str(attempt))\n"
+                "    if x == 2 and attempt <= 2:\n        raise Flaky(attempt)\n"
+                "    return x\n")
+    assert cell(shell, "%pmap -b dask --retries 2 --retry-on Flaky fetch range(4)") == [
+        0, 1, 2, 3]
+    assert shell.user_ns["_parmap"].attempts == {2: 3}
+    (tmp_path / "2").unlink()
+    error = shell.run_cell("%pmap -b dask --retries 1 fetch range(4)").error_in_exec
+    assert type(error).__name__ == "Flaky"
+    assert "item 2 (2) failed after 2 attempts" in error.__notes__[0]
+
+
 def test_worker_output_is_captured_in_item_order(shell, dask_cluster, capsys):
     cell(shell, "import time\ndef chatty(x):\n    time.sleep(0.05 * (3 - x))\n"
                 "    print('item', x)\n    return x\n")

@@ -234,6 +234,12 @@ def _namespace_snapshot(shell):
         ("%%parmap -f missing range(3)\nx = 1\n", "no function named 'missing'"),
         ("%%parmap\ndef f(x): return x\n", "missing ITERABLE"),
         ("%%parmap -n 0 range(3)\ndef f(x): return x\n", "n_jobs=0"),
+        ("%pmap --retries -1 square range(3)", "retries must be a whole number >= 0"),
+        ("%pmap --retries two square range(3)", "invalid int value: 'two'"),
+        ("%pmap --retries 1 --retry-on Nope square range(3)", "no exception class named 'Nope'"),
+        ("%pmap --retries 1 --retry-on data square range(3)", "is not an exception class"),
+        ("%pmap --retry-on ValueError square range(3)", "give retries=N"),
+        ("%%parmap --retries -1 range(3)\ndef f(x): return x\n", "retries must be"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error_and_changes_nothing(shell, square, line, message):
@@ -391,3 +397,81 @@ def test_cache_option_and_config(shell, tmp_path):
     assert cell(shell, "%pmap -n 2 double range(2)") == [0, 2]
     assert shell.user_ns["_parmap"].n_cached == 2
     assert (tmp_path / "b").is_dir()
+
+
+FLAKY = """
+from pathlib import Path
+
+class Flaky(ConnectionError):
+    pass
+
+def fetch(x):
+    path = Path({folder!r}) / str(x)
+    attempt = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempt))
+    if x == 2 and attempt <= 2:
+        raise Flaky(f"attempt {{attempt}}")
+    return x
+"""
+
+
+def test_retries_and_retry_on_options_and_config(shell, tmp_path):
+    def counted(name):
+        folder = tmp_path / name
+        folder.mkdir()
+        cell(shell, FLAKY.format(folder=str(folder)))
+
+    counted("a")
+    assert cell(shell, "%pmap -n 2 --retries 2 --retry-on ConnectionError fetch range(4)") == [
+        0, 1, 2, 3]
+    assert shell.user_ns["_parmap"].attempts == {2: 3}
+    assert "1 item needed a retry" in repr(shell.user_ns["_parmap"])
+    counted("b")  # a class the notebook defines, by its name
+    cell(shell, "%pmap -n 2 --retries 2 --retry-on Flaky,TimeoutError fetch range(4)")
+    counted("c")
+    result = shell.run_cell("%pmap -n 2 --retries 1 fetch range(4)")
+    assert type(result.error_in_exec).__name__ == "Flaky"
+    assert "item 2 (2) failed after 2 attempts" in result.error_in_exec.__notes__[0]
+    counted("d")
+    cell(shell, "%config ParMagic.retries = 2")
+    assert cell(shell, "%pmap -n 2 fetch range(4)") == [0, 1, 2, 3]
+    counted("e")
+    assert cell(shell, "%%parmap -n 2 --retries 2 --retry-on Flaky2 range(4)\n"
+                       "class Flaky2(Exception):\n    pass\n"
+                       "def fetch2(x):\n    try:\n        return fetch(x)\n"
+                       "    except Flaky as exc:\n        raise Flaky2(exc)\n") == [0, 1, 2, 3]
+    assert shell.user_ns["_parmap"].attempts == {2: 3}
+
+
+SETUP_CELL = """
+import os
+def setup_model():
+    global MODEL
+    with open({log!r}, "a") as log:
+        log.write(f"{{os.getpid()}}\\n")
+    MODEL = {{"w": 3}}
+def f(x):
+    return MODEL["w"] * x, os.getpid()
+"""
+
+
+def test_init_runs_setup_once_per_worker_and_leaves_the_namespace_alone(shell, tmp_path):
+    log = tmp_path / "setup.log"
+    cell(shell, SETUP_CELL.format(log=str(log)))
+    results = cell(shell, "%pmap -n 2 --batch-size 1 --init setup_model f range(40)")
+    assert [value for value, _ in results] == [3 * x for x in range(40)]
+    calls = log.read_text().split()
+    assert sorted(calls) == sorted({str(pid) for _, pid in results})  # once per worker
+    assert "MODEL" not in shell.user_ns
+    assert cell(shell, "%%parmap -n 2 --init setup2 range(3)\n"  # SETUP from the cell
+                       "def setup2():\n    global OFFSET\n    OFFSET = 100\n"
+                       "def shifted(x):\n    return x + OFFSET\n") == [100, 101, 102]
+    assert "OFFSET" not in shell.user_ns
+
+
+def test_init_names_that_are_not_functions_are_usage_errors(shell):
+    cell(shell, "def f(x):\n    return x\nnot_a_function = 5\n")
+    message = usage_error(shell, "%pmap --init setup_missing f range(4)")
+    assert "name 'setup_missing' is not defined" in message
+    message = usage_error(shell, "%pmap --init not_a_function f range(4)")
+    assert "SETUP (init) must be a function" in message and "not int 5" in message
