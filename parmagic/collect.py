@@ -14,7 +14,8 @@ from .background import RunCancelled
 from .errors import WorkerCrashError, describe_item_failure, short_repr
 from .retries import RetriedAttempt, without
 from .timing import LoadSampler
-from .worker import Batch, RemoteTraceback, setup_failed
+from .worker import Batch, RemoteTraceback
+from .worker_setup import setup_failed
 
 # Seconds that items already running get to finish when a run stops early,
 # so their results are kept; workers still busy after that are stopped.

@@ -22,7 +22,8 @@ from .parallel_run import ParallelRun
 from .pool import LokyRun
 from .progress import ProgressBar
 from .report import ParmapRecord
-from .worker import CallOptions, Setup, inside_item
+from .worker import CallOptions, inside_item
+from .worker_setup import Setup
 
 ON_ERROR = ("raise", "collect")
 

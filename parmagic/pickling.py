@@ -14,7 +14,7 @@ import cloudpickle
 
 from .errors import NotPicklableError, short_repr
 from .dependencies import is_notebook_class, notebook_homes, walk
-from .worker import Setup
+from .worker_setup import Setup
 
 _ADVICE = (
     "use the threading backend (-b threading, backend='threading'), where "
@@ -24,7 +24,7 @@ _ADVICE = (
 
 def function_error(func, func_label):
     """A ``NotPicklableError`` naming what in ``func`` cannot be pickled, or
-    None when ``func`` pickles. ``func`` may be a ``worker.Setup``: SETUP
+    None when ``func`` pickles. ``func`` may be a ``worker_setup.Setup``: SETUP
     and the function are looked at in turn."""
     if isinstance(func, Setup):
         return (function_error(func.init, func.init_label)

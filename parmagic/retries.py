@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 from . import errors
 from .errors import NotPicklableError, ParmagicInputError, WorkerCrashError
-from .worker import Batch, call_item, setup_failed
+from .worker import Batch, call_item
+from .worker_setup import setup_failed
 
 # Failures retried only when --retry-on names them (or, for a crash, when
 # --retry-on is not given): an item that cannot be pickled fails the same
