@@ -120,6 +120,29 @@ LONG_RUNS = [
     ("markdown", "`cancel()` stops a background run; what finished is kept."),
     ("code", "run = %pmap --bg -n 2 slow_square range(100)\ntime.sleep(1)\nrun.cancel()\n"
      "print(run.status, run.n_finished, 'of 100 finished')"),
+    ("markdown", "`--init SETUP` runs `SETUP()` once in each worker before its first item: "
+     "load a model once per worker, not once per item. What SETUP assigns with "
+     "`global` is there for the function in that worker; the notebook's namespace "
+     "is left alone."),
+    ("code", "import os\n\ndef load_model():\n    global MODEL\n"
+     "    time.sleep(1)  # something slow: reading weights, opening a connection\n"
+     "    MODEL = {'w': 3, 'loaded_by': os.getpid()}\n\n"
+     "def predict(x):\n    return MODEL['w'] * x, MODEL['loaded_by']\n\n"
+     "predictions = %pmap -n 2 --no-progress --init load_model predict range(40)\n"
+     "print([p for p, _ in predictions[:5]], len({pid for _, pid in predictions}), "
+     "'workers loaded it;', 'MODEL' in globals())"),
+    ("markdown", "`--retries N` runs an item that failed again, up to N more times, and "
+     "`--retry-on` says which exceptions are worth it (a worker that crashed counts too, "
+     "unless `--retry-on` leaves `WorkerCrashError` out)."),
+    ("code", "first_try = tempfile.mkdtemp()\n\n"
+     "def flaky(x):  # every third item fails on its first attempt\n"
+     "    marker = os.path.join(first_try, str(x))\n"
+     "    if x % 3 == 0 and not os.path.exists(marker):\n"
+     "        open(marker, 'w').close()\n"
+     "        raise ConnectionError(f'no answer for {x}')\n"
+     "    return x * 10\n\n"
+     "values = %pmap -n 2 --no-progress --retries 2 --retry-on ConnectionError flaky range(6)\n"
+     "print(values, _parmap.attempts)"),
 ]
 
 NOTEBOOKS = {

@@ -104,3 +104,6 @@ def test_long_runs_demo_shows_the_cache_and_a_background_run():
     assert "background run ended: 12/12 items done" in ended
     assert cell_showing(notebook, "run = %pmap --bg -n 2 slow_square range(100)").startswith(
         "cancelled ")
+    loaded = cell_showing(notebook, "import os\n\ndef load_model")
+    assert loaded == "[0, 3, 6, 9, 12] 2 workers loaded it; False\n"
+    assert cell_showing(notebook, "first_try = ") == "[0, 10, 20, 30, 40, 50] {0: 2, 3: 2}\n"
