@@ -21,7 +21,9 @@ Ownership: the notebook process owns the store's folder (in ``/dev/shm``
 where there is one, else the temporary folder). Files are removed when the
 store goes over its size limit (least recently used first, never a file the
 current run uses), by ``clear()``, and at exit; loky's resource tracker,
-which outlives a killed kernel, removes the folder if the kernel could not.
+which outlives a killed kernel, removes the folder if the kernel could not,
+and a folder left even so (kernel and tracker killed together) is removed
+by the next store made on the machine.
 Workers only map files, never remove them; a file removed while mapped stays
 readable until its mapping goes.
 """
@@ -126,6 +128,7 @@ class SharedStore:
             from .joblib_internals import track_folder
 
             root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+            remove_orphans(root)
             self.folder = os.path.join(root, f"parmagic_{os.getpid()}_{uuid.uuid4().hex[:8]}")
             os.makedirs(self.folder)
             track_folder(self.folder)
@@ -153,6 +156,31 @@ class SharedStore:
                 shutil.rmtree(self.folder, ignore_errors=True)
                 untrack_folder(self.folder)
                 self.folder = None
+
+
+def remove_orphans(root):
+    """Remove the store folders of notebook processes that are gone.
+
+    A kernel killed together with its process group (a forced restart)
+    takes loky's resource tracker with it, so nothing removed its folder;
+    the next store made on this machine does. A folder whose pid is alive
+    (perhaps reused by another process) is left alone.
+    """
+    for name in os.listdir(root):
+        parts = name.split("_")
+        if len(parts) == 3 and parts[0] == "parmagic" and parts[1].isdigit():
+            if not _alive(int(parts[1])):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)  # no signal sent: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but is someone else's
+        return True
+    return True
 
 
 def _write(path, view):

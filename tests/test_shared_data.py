@@ -210,3 +210,20 @@ def test_the_size_limit_is_a_config_setting(shell):
     finally:
         shell.run_line_magic("config", "ParMagic.shared_memory_mb = 4096")
     assert store().limit_bytes == 4096 * MB
+
+
+@needs_posix("os.kill(pid, 0) to tell whether a process exists")
+def test_a_folder_left_by_a_dead_notebook_is_removed_by_the_next_store(tmp_path):
+    from parmagic.shared_data import remove_orphans
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = tmp_path / f"parmagic_{gone.pid}_0123abcd"
+    alive = tmp_path / f"parmagic_{os.getpid()}_4567ef01"
+    unrelated = tmp_path / f"other_{gone.pid}_89abcdef"
+    for folder in (orphan, alive, unrelated):
+        folder.mkdir()
+        (folder / "data").write_bytes(b"x")
+    remove_orphans(str(tmp_path))
+    assert not orphan.exists()
+    assert alive.exists() and unrelated.exists()
