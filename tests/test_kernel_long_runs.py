@@ -1,11 +1,13 @@
 """Long runs in a live kernel: a cache that survives a killed kernel, and
 background runs that leave the notebook free."""
 
+import glob
 import time
 
 import psutil
 import pytest
 from kernel import parmagic_kernel
+from platforms import needs_linux
 
 WORK = '''
 import os, time
@@ -54,6 +56,7 @@ def stored(cache):
     return [entry for folder in cache.iterdir() for entry in folder.glob("*.pkl")]
 
 
+@needs_linux("SIGKILL and /dev/shm")
 def test_cache_survives_a_killed_kernel_and_computes_only_the_missing(kernel, tmp_path):
     log, cache = tmp_path / "log", tmp_path / "cache"
     # items are short naps, not held back: a worker notices its kernel is
@@ -61,10 +64,14 @@ def test_cache_survives_a_killed_kernel_and_computes_only_the_missing(kernel, tm
     define_work(kernel, log)
     kernel.client.execute(f"squares = %pmap -n 2 --no-progress --cache {cache} work range(24)")
     until(lambda: cache.exists() and len(stored(cache)) >= 4, "4 results in the cache")
-    workers = kernel.workers()
-    kernel.manager.restart_kernel(now=True)  # the kernel dies mid-run
-    _, alive = psutil.wait_procs(workers, timeout=20)
-    assert not alive, "the killed kernel's workers kept running"
+    dead = kernel.process
+    started = dead.children(recursive=True)  # workers and resource trackers
+    dead.kill()  # the kernel dies mid-run, alone (a crash, not a forced restart)
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, f"the killed kernel's processes kept running: {alive}"
+    # its resource tracker, which outlived it, removed what it had in /dev/shm
+    assert glob.glob(f"/dev/shm/*{dead.pid}*") == []
+    kernel.manager.restart_kernel(now=True)
     n_stored = len(stored(cache))  # final: only the kernel wrote to the cache
     assert 4 <= n_stored < 24
     kernel.client.wait_for_ready(timeout=60)
