@@ -7,6 +7,7 @@ import time
 
 import pytest
 from IPython.core.error import UsageError
+import waiting
 
 from parmagic import NOT_COMPUTED, BackgroundRun, start
 
@@ -35,11 +36,7 @@ def held_back(x, gate, free):
 
 
 def until(condition, what):
-    """In the test: wait for ``condition()``; fail clearly if it never holds."""
-    ends = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < ends, f"after {DEADLINE} s, still waiting for {what}"
-        time.sleep(0.01)
+    waiting.until(condition, what, DEADLINE, every=0.01)
 
 
 def cell(shell, code):

@@ -3,10 +3,10 @@ item, an interrupt, a worker crash, an item stopped at its time limit) does
 not touch a background run going on beside it, in a live kernel."""
 
 import signal
-import time
 
 import pytest
 from kernel import parmagic_kernel
+from waiting import until
 
 # Background items wait for a file the test creates once the foreground run
 # has done its damage, so they are surely running while it happens.
@@ -55,10 +55,8 @@ def start_background(kernel, tmp_path):
     go, started = tmp_path / "go", tmp_path / "started"
     kernel.text(SETUP.format(go=str(go), started=str(started)))
     kernel.text("run = %pmap --bg -n 2 --batch-size 1 gated range(12)")
-    deadline = time.monotonic() + 30
-    while not (started.exists() and len(started.read_text().split()) >= 2):
-        assert time.monotonic() < deadline, "the background run never started its items"
-        time.sleep(0.05)
+    until(lambda: started.exists() and len(started.read_text().split()) >= 2,
+          "the background run to start its items", every=0.05)
     return go
 
 

@@ -8,6 +8,7 @@ import psutil
 import pytest
 from kernel import parmagic_kernel
 from platforms import needs_linux
+import waiting
 
 WORK = '''
 import os, time
@@ -36,10 +37,7 @@ def define_work(kernel, log, gate=None, free=0):
 
 
 def until(condition, what):
-    ends = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < ends, f"after {DEADLINE} s, still waiting for {what}"
-        time.sleep(0.05)
+    waiting.until(condition, what, DEADLINE, every=0.05)
 
 
 @pytest.fixture

@@ -2,16 +2,13 @@
 kernel: the first call finds warm workers, and a kernel that exits at once
 (mid start-up) leaves no process behind."""
 
-import time
 
 from kernel import running_kernel
+from waiting import until
 
 
 def wait_for_workers(kernel, count, seconds=60):
-    deadline = time.monotonic() + seconds
-    while len(kernel.workers()) < count:
-        assert time.monotonic() < deadline, f"no {count} warm workers after {seconds} s"
-        time.sleep(0.05)
+    until(lambda: len(kernel.workers()) >= count, f"{count} warm workers", seconds, every=0.05)
     return {worker.pid for worker in kernel.workers()}
 
 

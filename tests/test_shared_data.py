@@ -6,13 +6,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from platforms import needs_linux, needs_posix
+from waiting import until
 
 from parmagic import GlobalMutationWarning, WorkerCrashError, pmap, run
 from parmagic.shared_data import SharedStore
@@ -187,10 +187,8 @@ def test_a_killed_notebook_process_leaves_nothing_either(tmp_path):
     returncode, lines = run_script(tmp_path, ending="os.kill(os.getpid(), signal.SIGKILL)")
     assert returncode == -signal.SIGKILL, lines
     folder = lines[-1].split()[-1]
-    deadline = time.monotonic() + 30  # loky's resource tracker removes it
-    while os.path.exists(folder):
-        assert time.monotonic() < deadline, f"{folder} was left behind"
-        time.sleep(0.1)
+    # loky's resource tracker removes it
+    until(lambda: not os.path.exists(folder), f"{folder} to be removed", every=0.1)
 
 
 def test_small_arrays_still_travel_inside_the_task():
