@@ -64,7 +64,7 @@ class ParmapRecord:
         One entry per item read so far, in input order; items that did not
         finish hold ``parmagic.NOT_COMPUTED``.
     errors : dict
-        Item index -> :class:`ItemError`.
+        Item index -> :class:`ItemError`, in index order.
     retried : dict
         Item index -> list of :class:`ItemError`, one per failed attempt that
         was run again (``retries``); the last attempt's failure, if it
@@ -138,7 +138,11 @@ class ParmapRecord:
 
     def add_error(self, index, item, exception, traceback_text):
         self.expect(index + 1)
-        self.errors[index] = ItemError(index, short_repr(item), exception, traceback_text)
+        error = ItemError(index, short_repr(item), exception, traceback_text)
+        last = next(reversed(self.errors), -1)
+        self.errors[index] = error
+        if index < last:  # failures arrive in any order; keep them in index order
+            self.errors = dict(sorted(self.errors.items()))
 
     def add_failed_attempt(self, index, item, exception, traceback_text):
         """An attempt at item ``index`` failed and the item runs again."""
