@@ -6,6 +6,8 @@ control it.
 import html
 import threading
 
+from .error_display import show_cleanly
+
 
 class RunCancelled(KeyboardInterrupt):
     """Raised inside a background run when its handle is cancelled (a
@@ -70,7 +72,7 @@ class BackgroundRun:
         if not self.wait(timeout):
             raise TimeoutError(f"the run is still going after {timeout} s")
         if self._error is not None:
-            raise self._error
+            raise show_cleanly(self._error)
         return self._record.results
 
     def cancel(self):

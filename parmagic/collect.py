@@ -10,11 +10,12 @@ raised together at the end (``"collect"``).
 import contextlib
 
 from . import capture, tracebacks
+from .error_display import show_cleanly
 from .background import RunCancelled
 from .errors import WorkerCrashError, describe_item_failure, short_repr
 from .retries import RetriedAttempt, without
 from .timing import LoadSampler
-from .worker import Batch, RemoteTraceback
+from .worker import Batch
 from .worker_setup import setup_failed
 
 # Seconds that items already running get to finish when a run stops early,
@@ -149,7 +150,7 @@ class Collector:
             return batch
         for index in sorted(again):
             error, frames = batch.failures[index]
-            text = tracebacks.render(frames, error, self.func)
+            text = tracebacks.render(tracebacks.in_notebook(frames, self.func), error)
             self.record.add_failed_attempt(index, self.inputs.item(index), error, text)
         if not isinstance(batch, RetriedAttempt):
             self.resubmit([self.inputs.call_again(index) for index in sorted(again)])
@@ -172,10 +173,10 @@ class Collector:
         self._store(Batch([index], [value]))
 
     def _item_error(self, index, item, error, frames):
-        text = tracebacks.render(frames, error, self.init if setup_failed(error) else self.func)
-        self.record.add_error(index, item, error, text)
-        if frames:  # parmagic's own errors say all in their message
-            error.__cause__ = RemoteTraceback(text)
+        placed = tracebacks.in_notebook(frames, self.init if setup_failed(error) else self.func)
+        self.record.add_error(index, item, error, tracebacks.render(placed, error))
+        worker_tb = tracebacks.rebuild(placed)
+        show_cleanly(error.with_traceback(worker_tb), worker_tb)
         return error
 
     def _setup_failure_note(self):

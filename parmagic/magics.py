@@ -16,6 +16,8 @@ from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
 from . import engine, parsing
 from . import retries as retrying
+from . import error_display
+from .error_display import show_cleanly
 from .errors import ParmagicInputError
 
 
@@ -113,10 +115,11 @@ def _usage_errors(method):
             return method(*args, **kwargs)
         except ParmagicInputError as exc:
             raise UsageError(str(exc)) from None
-        except ExceptionGroup as group:
-            # IPython prints groups with the standard traceback module, which
-            # ignores __tracebackhide__: drop parmagic's own frames.
-            raise group.with_traceback(None) from None
+        except UsageError:
+            raise
+        except BaseException as exc:  # shown without parmagic's frames
+            show_cleanly(exc)
+            raise
 
     return wrapper
 
@@ -162,6 +165,11 @@ class ParMagic(Magics):
     warn_mutation = Bool(True, help=(
         "Warn when the mapped function changes notebook globals (a change lost "
         "in worker processes, or racing between threads).")).tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        if shell is not None:
+            error_display.install(shell)
 
     @observe("shared_memory_mb")
     def _shared_memory_limit_changed(self, change):
@@ -423,6 +431,7 @@ def unregister(shell):
     manager = shell.magics_manager
     manager.magics["line"].pop("pmap", None)
     manager.magics["cell"].pop("parmap", None)
+    error_display.uninstall(shell)
     instance = manager.registry.pop(ParMagic.__name__, None)
     if instance in shell.configurables:
         shell.configurables.remove(instance)

@@ -21,6 +21,7 @@ import types
 import warnings
 import zlib
 
+from . import warning_display
 from .dependencies import code_names  # noqa: F401 - still imported from here
 from .dependencies import is_notebook_instance, notebook_homes, state_bytes, walk
 from .report import NOT_COMPUTED
@@ -336,4 +337,5 @@ def warn(func_name, findings, changed_names, isolation, all_none, filename):
     if all_none:
         text += f" Every result is None: {func_name} returns nothing."
     # warn_explicit with no registry: shown on every run, still filterable
-    warnings.warn_explicit(text, GlobalMutationWarning, filename or "<parmagic>", lineno)
+    with warning_display.readable(GlobalMutationWarning):
+        warnings.warn_explicit(text, GlobalMutationWarning, filename or "<parmagic>", lineno)

@@ -127,18 +127,6 @@ def _result_not_picklable(value, exc):
     )
 
 
-class RemoteTraceback(Exception):
-    """Carries the worker's traceback text; set as the ``__cause__`` of an
-    exception re-raised in the notebook, so the user sees their own code."""
-
-    def __init__(self, text):
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self):
-        return self.text
-
-
 _item_state = threading.local()
 
 

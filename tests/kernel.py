@@ -4,6 +4,7 @@ import contextlib
 import glob
 import os
 import queue
+import re
 import time
 
 import psutil
@@ -11,6 +12,7 @@ from jupyter_client.manager import start_new_kernel
 from processes import worker_processes
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Kernel:
@@ -26,6 +28,9 @@ class Kernel:
 
     def execute(self, code, timeout=60):
         """Run ``code``; return (reply content, list of (kind, text) outputs).
+
+        An error gives two outputs: "error" (``Name: value``) and
+        "traceback" (the traceback as the user reads it, without colours).
 
         A displayed ipywidget (a progress bar) has the kind "widget"; the
         full data of every display is kept in ``self.displays``.
@@ -45,6 +50,8 @@ class Kernel:
                 outputs.append((kind, data.get("text/plain", "")))
             elif kind == "error":
                 outputs.append(("error", f"{content['ename']}: {content['evalue']}"))
+                lines = "\n".join(content["traceback"])
+                outputs.append(("traceback", ANSI_CODES.sub("", lines)))
 
         reply = self.client.execute_interactive(code, timeout=timeout, output_hook=collect)
         return reply["content"], outputs

@@ -10,6 +10,8 @@ import warnings
 
 import psutil
 import pytest
+
+from shown import traceback_text
 from IPython.core.error import UsageError
 
 from processes import worker_processes
@@ -75,7 +77,7 @@ def test_errors_name_the_item_and_show_the_notebook_line(shell, dask_cluster):
     error = shell.run_cell("%pmap -b dask inv [1, 0, 2]").error_in_exec
     assert isinstance(error, ZeroDivisionError)
     assert "item 1 (0) failed" in error.__notes__[0]
-    assert "return 1 / x" in str(error.__cause__)
+    assert "return 1 / x" in traceback_text(error)
     error = shell.run_cell("%pmap -b dask --on-error collect inv [0, 1, 0]").error_in_exec
     assert isinstance(error, ExceptionGroup) and "2 of 3 items failed" in str(error)
 

@@ -12,6 +12,8 @@ import joblib
 import numpy as np
 import pytest
 
+from shown import traceback_text
+
 import parmagic
 from parmagic import NOT_COMPUTED, ParmagicInputError, pmap, run
 
@@ -107,7 +109,7 @@ def test_failing_item_raises_original_exception_with_a_note_and_keeps_results():
     note = "\n".join(info.value.__notes__)
     assert "item 2 (0)" in note
     assert "results had finished" in note
-    assert "return 1 / x" in str(info.value.__cause__)  # the worker's traceback
+    assert "return 1 / x" in traceback_text(info.value)  # the worker's traceback
     record = records[0]
     assert record.status == "failed"
     assert list(record.errors) == [2]

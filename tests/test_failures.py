@@ -11,6 +11,8 @@ import types
 
 import pytest
 
+from shown import traceback_text
+
 from parmagic import (
     NOT_COMPUTED,
     ItemExitError,
@@ -128,7 +130,7 @@ def test_sys_exit_in_an_item_is_an_item_error(backend):
     record, error = run_recorded(lambda x: sys.exit(3), [[1]], n_jobs=2, backend=backend)
     assert isinstance(error, ItemExitError)
     assert "sys.exit(3)" in str(error)
-    assert "sys.exit(3)" in str(error.__cause__)  # the line that called it
+    assert "sys.exit(3)" in traceback_text(error)  # the line that called it
 
 
 @needs_posix("SIGALRM, which stops time.sleep where the watchdog cannot")
@@ -141,7 +143,7 @@ def test_timeout_stops_the_item_and_names_it(backend):
     assert isinstance(error, ItemTimeoutError)
     assert "1 s time limit" in str(error)
     assert "item 1 (30) failed" in error.__notes__[0]
-    assert "time.sleep(seconds)" in str(error.__cause__)  # where it was stopped
+    assert "time.sleep(seconds)" in traceback_text(error)  # where it was stopped
     assert pmap(abs, [-1], n_jobs=2, backend=backend) == [1]
 
 
@@ -211,7 +213,7 @@ def test_watchdog_stops_the_item_at_its_limit_and_its_worker_lives(backend, watc
     assert list(record.errors) == [1]
     stopped = record.errors[1].exception
     assert str(stopped) == "the item ran longer than its 0.5 s time limit"  # not a kill
-    assert "while time.perf_counter() < end:" in str(stopped.__cause__)
+    assert "while time.perf_counter() < end:" in traceback_text(stopped)
     assert "item 1 (60) failed" in stopped.__notes__[0]
     pids = {record.results[i] for i in (0, 2, 3)}
     if backend == "loky":  # the same workers, none was stopped
@@ -293,7 +295,7 @@ def test_exception_classes_defined_in_the_notebook_keep_their_type(backend, note
         caught = exc
     assert type(caught) is MyError and str(caught) == "odd 1"
     assert "item 1 (1) failed" in caught.__notes__[0]
-    assert "line 10, in fails_on_odd" in str(caught.__cause__)  # where it was raised
+    assert "line 10, in fails_on_odd" in traceback_text(caught)  # where it was raised
     groups = []
     try:
         pmap(notebook["fails_on_odd"], range(5), n_jobs=2, backend=backend,
@@ -347,7 +349,7 @@ def test_an_exception_that_cannot_be_sent_back_is_named_by_a_stand_in(backend):
     assert str(rebuilt).startswith("test_failures.TakesTwoArguments: 42: cannot be rebuilt [")
     assert "missing 1 required positional argument" in str(rebuilt)
     assert rebuilt.type_name == "test_failures.TakesTwoArguments"
-    assert 'raise TakesTwoArguments(42, "cannot be rebuilt")' in str(rebuilt.__cause__)
+    assert 'raise TakesTwoArguments(42, "cannot be rebuilt")' in traceback_text(rebuilt)
 
 
 def test_threads_pass_any_exception_as_it_is():

@@ -1,0 +1,36 @@
+"""How the global-mutation warning reads: ``GlobalMutationWarning: ...``.
+
+Python prints a warning after the file and line it points at; for a
+notebook function that is the kernel's temporary file of the cell
+(``/tmp/ipykernel_.../123.py:4: ...``), which means nothing to the reader.
+The warning's own text names the function and the line, so parmagic prints
+it without that prefix, by formatting it (``warnings.formatwarning``) while
+it is issued. Filters and ``catch_warnings`` treat it as any warning; a
+``formatwarning`` someone else put in place is left alone.
+"""
+
+import contextlib
+import warnings
+
+_PYTHONS_OWN = warnings.formatwarning
+
+
+@contextlib.contextmanager
+def readable(category):
+    """Within the block, warnings of ``category`` print as
+    ``Category: message``; others as usual."""
+    if warnings.formatwarning is not _PYTHONS_OWN:
+        yield
+        return
+
+    def format_warning(message, shown_category, filename, lineno, line=None):
+        if issubclass(shown_category, category):
+            return f"{shown_category.__name__}: {message}\n"
+        return _PYTHONS_OWN(message, shown_category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        if warnings.formatwarning is format_warning:
+            warnings.formatwarning = _PYTHONS_OWN
