@@ -29,6 +29,7 @@ _EXPORTS = {
     "NotPicklableError": "errors",
     "UnpicklableExceptionError": "errors",
     "GlobalMutationWarning": "mutation",
+    "OversubscriptionWarning": "pool_size",
     "shutdown_workers": "shutdown",
 }
 

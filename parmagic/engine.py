@@ -9,7 +9,7 @@ import numbers
 
 from joblib import Parallel
 
-from . import backends, cluster, retries as retrying
+from . import backends, cluster, pool_size, retries as retrying
 from . import joblib_internals as internals
 from .background import BackgroundRun
 from .cache import ResultCache, cached_calls
@@ -62,7 +62,10 @@ def pmap(
     n_jobs : int, default None
         Number of workers, with joblib's meaning (-1 = all cores, -2 = all
         but one). None takes an enclosing ``joblib.parallel_config`` value,
-        else -1.
+        else -1. A run starts no more workers than it has items (a generator
+        is read up to ``n_jobs`` items ahead to count them). More worker
+        processes than cores issue a :class:`parmagic.OversubscriptionWarning`
+        and get a pool of their own that stops when the run ends.
     backend : str, default None
         ``"loky"``, ``"threading"``, ``"multiprocessing"``, ``"sequential"``,
         ``"dask"`` (a dask.distributed cluster), ``"ray"`` or any backend
@@ -220,13 +223,14 @@ def run(
     if not inputs.has_items():  # empty input: no worker is started
         record.finish("done")
         return record
+    calls, workers = pool_size.size_pool(parallel, n_jobs, inputs)
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"], CallOptions.force_watchdog)
     # with init, SETUP travels with func and runs before the worker's first item
     sent = func if init is None else Setup(init, func, f"SETUP {_name_of(init, 'init')}")
     stream = _stream(
-        parallel, n_jobs, settings, sent, options, inputs.length, func_label, cancel,
-        own_pool, retry_policy,
+        parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
+        cancel, own_pool, retry_policy,
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func, init) if cache is not None else None
@@ -234,13 +238,14 @@ def run(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
         results, cancel, retry_policy if retry_policy.retries else None, init=init,
     )
-    calls = inputs.calls()
     if results is not None:
         calls = cached_calls(calls, results, collector.store_cached)
     try:
         collector.run(stream, calls)
     finally:
         record.transfer = getattr(stream, "transfer", None)  # loky runs say what moved
+        if isinstance(stream, LokyRun):  # and how long their workers took to start
+            record.startup = stream.startup(record.spans)
         if settings["backend"] == "ray":
             internals.restore_multiprocessing_pool()
     return record
@@ -258,12 +263,15 @@ def _parallel(settings):
         )
 
 
-def _stream(parallel, n_jobs, settings, func, options, n_items, func_label, cancel,
-            own_pool, retry_policy):
-    """Where the items run: a loky pool, a dask client, or joblib."""
+def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_label,
+            cancel, own_pool, retry_policy):
+    """Where the items run: a loky pool, a dask client, or joblib. More loky
+    workers than cores get a pool of their own, stopped when the run ends,
+    so they do not linger and slow the next, smaller, call."""
     batch_size = settings["batch_size"]
     if internals.runs_on_loky(parallel, n_jobs):
-        stream = LokyRun(parallel, func, options, batch_size, n_items, n_jobs, func_label,
+        own_pool = own_pool or workers > pool_size.cores()
+        stream = LokyRun(parallel, func, options, batch_size, n_items, workers, func_label,
                          private_pool=own_pool)
     elif settings["backend"] == "dask":
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,

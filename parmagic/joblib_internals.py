@@ -19,7 +19,9 @@ import multiprocessing.pool
 import os
 import signal
 import threading
+import time
 import weakref
+from typing import NamedTuple
 
 from joblib import executor as joblib_executor
 from joblib import parallel as joblib_parallel
@@ -27,6 +29,7 @@ from joblib._parallel_backends import (
     LokyBackend,
     MultiprocessingBackend,
     SequentialBackend,
+    ThreadingBackend,
 )
 from joblib.externals.loky import ProcessPoolExecutor, reusable_executor
 
@@ -50,6 +53,17 @@ def effective_n_jobs(parallel):
 def runs_on_loky(parallel, n_jobs):
     """True when ``parallel`` runs on loky with ``n_jobs`` > 1 workers."""
     return type(parallel._backend) is LokyBackend and n_jobs > 1
+
+
+def starts_local_workers(parallel):
+    """True when ``parallel`` starts its workers (processes or threads) on
+    this machine, one per job: joblib's loky, multiprocessing and threading
+    backends."""
+    return type(parallel._backend) in (LokyBackend, MultiprocessingBackend, ThreadingBackend)
+
+
+def runs_local_processes(parallel):
+    return type(parallel._backend) in (LokyBackend, MultiprocessingBackend)
 
 
 def runs_serially(parallel):
@@ -95,26 +109,61 @@ def restore_multiprocessing_pool():
 
 
 # -- loky pools ------------------------------------------------------------------
+class PoolStart(NamedTuple):
+    """What a run waited for while its pool started, was resized or
+    stopped: ``seconds`` from ``asked_at`` (``time.time()``) in the
+    notebook, ``started`` new workers (``new_pids``: those whose first task
+    shows when they were ready) and ``stopped`` workers."""
+
+    asked_at: float
+    seconds: float
+    started: int
+    new_pids: frozenset = frozenset()
+    stopped: int = 0
+
+
 class LokyPool:
     """The loky workers one run submits to.
 
     ``private=False``: joblib's warm, shared pool. ``private=True``: a pool
-    made for this run alone, shut down by ``close``.
+    made for this run alone, shut down by ``close``. ``workers``: how many
+    the run needs (None: as many as ``parallel`` asks for); a warm shared
+    pool with more, but no more than ``parallel`` asks for, is used as it
+    is. ``starts`` records each time workers were started for the run.
     """
 
-    def __init__(self, parallel, private=False):
+    def __init__(self, parallel, private=False, workers=None):
         self.parallel = parallel
         self.private = private
+        self.workers = workers or effective_n_jobs(parallel)
         self.executor = None  # started with the first submission
+        self.starts = []
 
     def submit(self, task):
         """Submit ``task`` (a callable); returns its future."""
         if self.executor is not None:
             return self.executor.submit(task)
+        if not self.private:  # the warm-up thread may still be starting it
+            self._wait_for_warm_up()
         with _interrupts_held():  # workers (and loky's threads) start here
+            asked, began = time.time(), time.perf_counter()
+            before = set() if self.private else _worker_pids(reusable_executor._executor)
             self.executor = (_private_executor if self.private else _shared_executor)(
-                self.parallel)
-            return self.executor.submit(task)
+                self.parallel, self.workers)
+            future = self.executor.submit(task)  # a fresh pool spawns its workers here
+            after = _worker_pids(self.executor)
+            self.starts.append(PoolStart(
+                asked, time.perf_counter() - began, len(after - before),
+                frozenset(after - before), len(before - after)))
+            return future
+
+    def _wait_for_warm_up(self):
+        from . import warmup
+
+        waited = warmup.wait()
+        if waited is not None:
+            seconds, n_workers = waited
+            self.starts.append(PoolStart(time.time() - seconds, seconds, n_workers))
 
     def kill(self):
         """Kill the workers now; the next submission starts fresh ones."""
@@ -127,11 +176,22 @@ class LokyPool:
         self.executor = None
 
     def close(self):
-        """The run is over: a private pool goes away; the shared one stays
-        warm for the next run."""
-        if self.private:
+        """The run is over: a private pool goes away (the time that takes
+        is in ``starts``); the shared one stays warm for the next run."""
+        if self.private and self.executor is not None:
+            began, workers = time.perf_counter(), len(_worker_pids(self.executor))
             self.kill()
+            self.starts.append(PoolStart(
+                time.time(), time.perf_counter() - began, 0, stopped=workers))
         self.executor = None
+
+
+def _worker_pids(executor):
+    """Process ids of ``executor``'s workers (started or starting); none
+    for a pool that was shut down or broke (its workers are gone)."""
+    if executor is None or executor._flags.broken or executor._flags.shutdown:
+        return set()
+    return set(executor._processes)
 
 
 @contextlib.contextmanager
@@ -163,24 +223,27 @@ _shared_lock = threading.Lock()
 _private_executors = weakref.WeakSet()
 
 
-def _shared_executor(parallel):
-    """joblib's reusable loky executor, configured as ``parallel`` would.
+def _shared_executor(parallel, workers):
+    """joblib's reusable loky executor, configured as ``parallel`` would,
+    with at least ``workers`` workers and at most ``parallel``'s n_jobs.
 
     A warm pool that nothing has reconfigured since parmagic configured it
-    is reused as it is: going through ``get_memmapping_executor`` again
-    would register a temporary folder on every call, which parmagic's tasks
-    never use (they pickle themselves, see ``shared_data``). Locked: the
-    warm-up thread may be here too.
+    is reused as it is when its size is in that range, else resized (as
+    joblib would: workers keep the thread limits of the size they started
+    with unless those change). Going through ``get_memmapping_executor``
+    again would register a temporary folder on every call, which parmagic's
+    tasks never use (they pickle themselves, see ``shared_data``). Locked:
+    the warm-up thread may be here too.
     """
     with _shared_lock:
-        return _configured_shared_executor(parallel)
+        return _configured_shared_executor(parallel, workers)
 
 
-def _configured_shared_executor(parallel):
+def _configured_shared_executor(parallel, workers):
     backend = parallel._backend
-    n_workers = backend.effective_n_jobs(parallel.n_jobs)
-    key = repr((n_workers, _worker_env_inputs(backend),
-                backend.backend_kwargs, parallel._backend_kwargs))
+    allowed = backend.effective_n_jobs(parallel.n_jobs)
+    key = repr((_worker_env_inputs(backend), backend.backend_kwargs,
+                parallel._backend_kwargs))
     executor = reusable_executor._executor
     if (
         executor is not None
@@ -189,9 +252,22 @@ def _configured_shared_executor(parallel):
         and joblib_executor._executor_args is _warm.get("args")
         and not (executor._flags.broken or executor._flags.shutdown)
     ):
-        return executor
-    parallel._initialize_backend()
+        size = min(max(executor._max_workers, workers), allowed)
+        if size == executor._max_workers:
+            return executor
+        if backend._prepare_worker_env(n_jobs=size) == executor._env:
+            executor._resize(size)  # starts, or stops idle, workers
+            return executor
+    # joblib's LokyBackend runs one job in the notebook's own process: ask
+    # for two workers, then size the new pool before any worker starts
+    asked, parallel.n_jobs = parallel.n_jobs, max(2, workers)
+    try:
+        parallel._initialize_backend()
+    finally:
+        parallel.n_jobs = asked
     executor = backend._workers
+    if executor._max_workers != workers:
+        executor._resize(workers)
     # Tasks pickle themselves (shared_data), so the memmapping folder joblib
     # made for this Parallel stays unused: remove it now.
     executor._temp_folder_manager._clean_temporary_resources(
@@ -212,12 +288,11 @@ def _worker_env_inputs(backend):
     return backend.inner_max_num_threads, [os.environ.get(name) for name in names]
 
 
-def _private_executor(parallel):
+def _private_executor(parallel, n_workers):
     """A loky executor of its own for one run, with the worker environment
     and idle timeout joblib would give the shared one (tasks pickle
     themselves, so joblib's memmapping reducers are not needed)."""
     backend = parallel._backend
-    n_workers = backend.effective_n_jobs(parallel.n_jobs)
     options = {**backend.backend_kwargs, **parallel._backend_kwargs}
     executor = ProcessPoolExecutor(
         max_workers=n_workers,
@@ -242,16 +317,21 @@ def shutdown_pools(kill=False):
 def warm_shared_pool(n_jobs):
     """Start joblib's shared loky pool with ``n_jobs`` workers, as the first
     run will ask for it, and wait until every worker has run a task (so it
-    has imported what a task needs). Returns the number of workers."""
+    has imported what a task needs). Returns the number of workers.
+
+    No more workers than cores: a run that needs more has a pool of its
+    own (``pool_size``), so more would only wait, unused."""
     from joblib import Parallel
 
+    from .pool_size import cores
     from .worker import Chunk
 
     parallel = Parallel(n_jobs=n_jobs, backend="loky")
     n_workers = effective_n_jobs(parallel)
     if not runs_on_loky(parallel, n_workers):
         return 0
-    pool = LokyPool(parallel)
+    n_workers = min(n_workers, cores())
+    pool = LokyPool(parallel, workers=n_workers)
     try:
         tasks = [pool.submit(Chunk(abs, [(0, (0,))])) for _ in range(n_workers)]
         for task in tasks:

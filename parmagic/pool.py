@@ -28,7 +28,9 @@ from .chunked import ChunkedRun
 from .errors import WorkerCrashError, crash_message
 from .joblib_internals import LokyPool
 from .shared_data import RunSharing, store
+from .timing import worker_startup
 from .worker import Batch, Chunk
+
 
 class LokyRun(ChunkedRun):
     """One map on joblib's loky pool (see ``ChunkedRun``). A dead worker
@@ -38,7 +40,7 @@ class LokyRun(ChunkedRun):
     def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label,
                  private_pool=False):
         # workers start with the first chunk (never, if every item is cached)
-        self.pool = LokyPool(parallel, private=private_pool)
+        self.pool = LokyPool(parallel, private=private_pool, workers=n_workers)
         self.sharing = RunSharing(store())
         super().__init__(func, options, batch_size, n_items, n_workers, func_label)
 
@@ -71,6 +73,11 @@ class LokyRun(ChunkedRun):
         self.pool.close()
         self.sharing.close()
         self.transfer = self.sharing.transfer()
+
+    def startup(self, spans):
+        """The run's wait for workers to start (``timing.WorkerStartup``),
+        given its ``spans``, or None if it found them ready."""
+        return worker_startup(self.pool.starts, spans, kept=not self.pool.private)
 
     def _crashed(self, exc, chunk):
         """A worker died: loky fails every chunk in flight, so all of them

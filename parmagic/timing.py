@@ -5,10 +5,13 @@ It comes from what the workers measured around their tasks (wall and CPU
 seconds), the run's wall time, and how many threads of the whole machine
 were busy while results came in (``busy_threads``: exact on Linux, the
 one-minute load average on other Unix systems, no hint where neither exists).
+Time spent waiting for worker processes to start is shown on a line of its
+own and is not counted as dispatch overhead: the next call finds them ready.
 """
 
 import os
 import threading
+from typing import NamedTuple
 
 # Below this share of CPU per second of run time, items mostly wait.
 _WAITING_SHARE = 0.5
@@ -16,6 +19,8 @@ _WAITING_SHARE = 0.5
 _CROWDED = 1.25
 # Hint about data movement when it took more than this share of the wall time.
 _DATA_SHARE = 0.25
+# Worker start-up shorter than this is not worth a hint.
+_STARTUP_HINT_AFTER = 0.05
 # Seconds between two samples of the machine's busy threads.
 _SAMPLE_EVERY = 0.02
 _PROC_LOADAVG = "/proc/loadavg"
@@ -78,6 +83,46 @@ class LoadSampler:
         return self.samples
 
 
+class WorkerStartup(NamedTuple):
+    """How long a run waited for worker processes to start (or stop):
+    ``started`` new workers, ``stopped`` ones a smaller pool let go or that
+    ended with the run, and whether the pool is ``kept`` for the next call
+    (the shared pool) or goes away with the run (a background run's, or
+    one with more workers than cores)."""
+
+    seconds: float
+    started: int
+    stopped: int = 0
+    kept: bool = True
+
+    def __str__(self):
+        done = []
+        if self.started:
+            done.append(f"{_workers(self.started)} started")
+        if self.stopped:
+            done.append(f"{self.stopped if done else _workers(self.stopped)} stopped")
+        return f"{_seconds(self.seconds)} ({', '.join(done)})"
+
+
+def worker_startup(starts, spans, kept=True):
+    """Sum up a pool's ``starts`` (``joblib_internals.PoolStart``): each
+    lasted until the last new worker began its first task (``spans``, as in
+    the run record), or as long as starting took in the notebook, if longer.
+    None when the run found its workers ready."""
+    starts = [start for start in starts if start.started or start.stopped]
+    if not starts:
+        return None
+    first_task = {}
+    for (pid, _), began, *_ in spans:
+        first_task[pid] = min(began, first_task.get(pid, began))
+    seconds = 0.0
+    for start in starts:
+        ready = [first_task[pid] for pid in start.new_pids if pid in first_task]
+        seconds += max(start.seconds, max(ready, default=0.0) - start.asked_at)
+    return WorkerStartup(seconds, sum(start.started for start in starts),
+                         sum(start.stopped for start in starts), kept)
+
+
 class Timing:
     """Wall time, worker CPU, achieved speedup, overhead and hints of a run."""
 
@@ -85,7 +130,8 @@ class Timing:
         self.func_name = record.func_name
         self.backend = record.backend
         self.n_items = record.n_finished + len(record.errors)
-        self.workers = max(1, record.n_jobs)
+        # a run starts no more workers than it has items (pool_size)
+        self.workers = max(1, min(record.n_jobs, self.n_items or record.n_jobs))
         self.cores = cores or os.cpu_count() or 1
         self.wall = record.wall_time or 0.0
         self.busy = record.busy_time
@@ -93,16 +139,24 @@ class Timing:
         samples = [n for n in record.load_samples if n is not None]
         self.busy_threads = sum(samples) / len(samples) if samples else None
         self.speedup = self.busy / self.wall if self.wall else 0.0
-        self.overhead = max(0.0, self.wall - self.busy / self.workers)
+        self.startup = getattr(record, "startup", None)  # a WorkerStartup, loky only
+        starting = min(self.startup.seconds, self.wall) if self.startup else 0.0
+        # what was left of the run's wall time once the workers were up
+        self.after_startup = self.wall - starting
+        self.overhead = max(0.0, self.after_startup - self.busy / self.workers)
         self.transfer = record.transfer
 
     def hints(self):
         """Advice for this run, most important first."""
         hints = []
-        if self.workers > 1 and self.n_items and self.busy < self.wall:
+        startup = self._startup_hint()
+        if startup:
+            hints.append(startup)
+        if self.workers > 1 and self.n_items and self.busy < self.after_startup:
+            took = "the run took" + (" once its workers were up" if self.startup else "")
             hints.append(
                 f"The items' own run time adds up to {_seconds(self.busy)}, less than "
-                f"the {_seconds(self.wall)} the run took: handing them to workers "
+                f"the {_seconds(self.after_startup)} {took}: handing them to workers "
                 "costs more than it saves. Run serially (-b sequential), or send "
                 "more items per task (--batch-size) if each is tiny."
             )
@@ -131,6 +185,21 @@ class Timing:
                 "same time have the same effect."
             )
         return hints
+
+    def _startup_hint(self):
+        """When waiting for workers to start was most of the overhead."""
+        startup = self.startup
+        if (startup is None or not startup.started
+                or startup.seconds < _STARTUP_HINT_AFTER or startup.seconds < self.overhead):
+            return None
+        workers = _workers(startup.started)
+        if startup.kept:
+            return (f"Most of the overhead was starting {workers} "
+                    f"({_seconds(startup.seconds)}); the next call reuses them.")
+        return (f"Most of the overhead was starting and stopping {workers} "
+                f"({_seconds(startup.seconds)}): workers beyond the cores, and a "
+                "background run's, last for one run only, so the next such call "
+                "starts them again.")
 
     def _data_hint(self, moving):
         shared, _, pickled, _ = self.transfer
@@ -162,9 +231,11 @@ class Timing:
             f"  worker CPU         {_seconds(self.cpu)}",
             f"  items' run time    {_seconds(self.busy)} (summed over workers)",
             f"  speedup            {self.speedup:.2f}x with {self.workers} workers",
-            f"  dispatch overhead  {_seconds(self.overhead)} "
-            f"({_seconds(per_item)} per item)",
         ]
+        if self.startup is not None:
+            lines.append(f"  worker start-up    {self.startup}")
+        lines.append(f"  dispatch overhead  {_seconds(self.overhead)} "
+                     f"({_seconds(per_item)} per item)")
         if self.transfer is not None:
             lines.append(self._transfer_line())
         lines += [f"hint: {hint}" for hint in self.hints()]
@@ -172,6 +243,10 @@ class Timing:
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
+
+
+def _workers(count):
+    return f"{count} worker{'s' if count != 1 else ''}"
 
 
 def _bytes(value):

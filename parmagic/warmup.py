@@ -6,9 +6,13 @@ processes importing joblib and cloudpickle), which used to land on the first
 and imports the engine, so ``%load_ext`` returns at once and the first call
 finds warm workers. ``%config ParMagic.warm_pool = False`` (or the same in
 ``ipython_config.py``) turns it off.
+
+A call that comes while the workers are still starting waits for them
+(``wait``), and its ``-t`` summary counts that wait as worker start-up.
 """
 
 import threading
+import time
 
 _started = {}  # n_jobs -> the thread that warmed a pool for it
 
@@ -27,11 +31,25 @@ def start(n_jobs=None):
     return thread
 
 
+def wait():
+    """Wait until warm-ups still running (in other threads) have every
+    worker ready; return ``(seconds waited, workers they started)``, or None
+    when none was running."""
+    running = [thread for thread in _started.values()
+               if thread.is_alive() and thread is not threading.current_thread()]
+    if not running:
+        return None
+    began = time.perf_counter()
+    for thread in running:
+        thread.join()
+    return time.perf_counter() - began, sum(getattr(t, "n_workers", 0) for t in running)
+
+
 def _warm(n_jobs):
     try:
         from . import engine  # noqa: F401  (the first call's imports, paid now)
         from .joblib_internals import warm_shared_pool
 
-        warm_shared_pool(n_jobs)
+        threading.current_thread().n_workers = warm_shared_pool(n_jobs)
     except Exception:  # a failed warm-up costs nothing: the first call starts the pool
         pass

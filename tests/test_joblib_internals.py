@@ -39,8 +39,9 @@ PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_id", "_effective_n_jobs",
                   "_initialize_backend", "n_jobs"]
 BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs",
                  "MAX_NUM_THREADS_VARS", "TBB_ENABLE_IPC_VAR", "inner_max_num_threads"]
-EXECUTOR_NAMES = ["_flags", "_initializer", "_initargs", "submit", "shutdown"]
-SHARED_EXECUTOR_NAMES = ["_temp_folder_manager", "terminate"]
+EXECUTOR_NAMES = ["_flags", "_initializer", "_initargs", "submit", "shutdown",
+                  "_processes", "_max_workers", "_env"]
+SHARED_EXECUTOR_NAMES = ["_temp_folder_manager", "terminate", "_resize"]
 
 
 @pytest.mark.parametrize("module, name", MODULE_NAMES)

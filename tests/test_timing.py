@@ -8,6 +8,7 @@ import time
 import pytest
 from platforms import needs_linux
 
+import parmagic
 from parmagic import run, timing
 from parmagic.report import ParmapRecord
 from parmagic.timing import LoadSampler, Timing
@@ -51,6 +52,73 @@ def test_more_busy_threads_than_cores_are_called_out():
     (hint,) = Timing(record, cores=2).hints()
     assert "About 6 threads were busy on 2 cores" in hint
     assert "BLAS" in hint and "fewer jobs" in hint
+
+
+def with_startup(record, seconds, started, kept=True, stopped=0):
+    record.startup = timing.WorkerStartup(seconds, started, stopped, kept)
+    return record
+
+
+def test_worker_start_up_has_its_own_line_and_is_not_dispatch_overhead():
+    record = with_startup(record_of(0.413, [(0.002, 0.002, 4), (0.002, 0.002, 4)]),
+                          0.400, 2)
+    text = str(Timing(record, cores=2))
+    assert "  worker start-up    400.0 ms (2 workers started)\n" in text
+    assert "  dispatch overhead  11.0 ms (1.4 ms per item)" in text
+    assert text.index("worker start-up") < text.index("dispatch overhead")
+
+
+def test_start_up_that_dominated_says_the_next_call_reuses_the_workers():
+    record = with_startup(record_of(0.413, [(0.002, 0.002, 4), (0.002, 0.002, 4)]),
+                          0.400, 2)
+    hints = Timing(record, cores=2).hints()
+    assert hints[0] == ("Most of the overhead was starting 2 workers (400.0 ms); "
+                        "the next call reuses them.")
+    # once the workers were up, handing out tiny items still cost more
+    assert "less than the 13.0 ms the run took once its workers were up" in hints[1]
+
+
+def test_workers_that_stop_with_the_run_are_not_promised_to_the_next_call():
+    record = with_startup(record_of(1.0, [(0.5, 0.5, 4)] * 2), 0.5, 3, kept=False)
+    (hint,) = Timing(record, cores=2).hints()
+    assert "starting and stopping 3 workers (500.0 ms): workers beyond" in hint
+    assert "reuses" not in hint
+
+
+def test_short_or_minor_start_up_gets_no_hint():
+    spans = [(1.0, 1.0, 4), (1.0, 1.0, 4)]
+    assert Timing(with_startup(record_of(1.02, spans), 0.01, 2), cores=2).hints() == []
+    slow = with_startup(record_of(3.0, [(0.5, 0.5, 4)] * 2), 0.2, 2)
+    assert not any("starting" in hint for hint in Timing(slow, cores=2).hints())
+
+
+def test_a_resize_that_only_stopped_workers_says_so():
+    record = with_startup(record_of(1.0, [(1.0, 1.0, 4)] * 2), 0.03, 0, stopped=6)
+    assert "worker start-up    30.0 ms (6 workers stopped)" in str(Timing(record))
+    record.startup = timing.WorkerStartup(0.5, 3, 3, kept=False)
+    assert "worker start-up    500.0 ms (3 workers started, 3 stopped)" in str(Timing(record))
+
+
+def test_start_up_lasts_until_the_last_new_worker_began_its_first_task():
+    from parmagic.joblib_internals import PoolStart
+
+    spans = [((11, 1), 100.4, 0.1), ((12, 1), 100.6, 0.1), ((12, 1), 100.7, 0.1),
+             ((13, 1), 100.2, 0.1)]  # 13 was warm already
+    starts = [PoolStart(100.0, 0.05, 2, frozenset({11, 12}))]
+    startup = timing.worker_startup(starts, spans)
+    assert startup.seconds == pytest.approx(0.6)
+    assert (startup.started, startup.kept) == (2, True)
+    assert timing.worker_startup([PoolStart(100.0, 0.001, 0)], spans) is None
+
+
+def test_the_first_call_on_a_fresh_pool_reports_its_start_up():
+    parmagic.shutdown_workers()
+    first = run(abs, [range(8)], n_jobs=2, progress=False)
+    assert first.startup.started == 2
+    assert "2 workers started" in str(first.timing())
+    again = run(abs, [range(8)], n_jobs=2, progress=False)
+    assert again.startup is None
+    assert "worker start-up" not in str(again.timing())
 
 
 @pytest.fixture
