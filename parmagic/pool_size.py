@@ -14,6 +14,7 @@ import warnings
 import joblib
 
 from . import joblib_internals as internals
+from .warning_display import readable
 
 
 class OversubscriptionWarning(UserWarning):
@@ -98,5 +99,7 @@ def warn_if_oversubscribed(n_jobs, workers):
         "waits for them to start; they stop when the run ends. Use -n -1 "
         "(n_jobs=-1) for one per core, or -b threading for work that mostly waits."
     )
-    # no registry: shown on every run that oversubscribes, still filterable
-    warnings.warn_explicit(text, OversubscriptionWarning, "parmagic", 0)
+    # no registry: shown on every run that oversubscribes, still filterable;
+    # read as "OversubscriptionWarning: ...", with no file and line before it
+    with readable(OversubscriptionWarning):
+        warnings.warn_explicit(text, OversubscriptionWarning, "parmagic", 0)
