@@ -179,12 +179,19 @@ class ParmapRecord:
 
         return Timing(self)
 
-    def timeline(self, ax=None):
-        """Plot each worker's tasks over time (needs matplotlib); returns the
-        matplotlib Axes."""
-        from .timeline import draw
+    def timeline(self, ax=None, path=None):
+        """Plot each worker's tasks over time (needs matplotlib).
 
-        return draw(self, ax)
+        ``path`` (e.g. ``"timeline.png"``; the suffix picks the format):
+        save the figure there and return the path. Without it, return the
+        matplotlib Axes; Jupyter shows the figure, an IPython terminal opens
+        a window (after ``%matplotlib``, or waiting until it is closed), and
+        where nothing can show it a warning says to pass ``path``. With
+        ``ax``, draw on that Axes (its figure is left to you).
+        """
+        from .timeline import show
+
+        return show(self, ax, path)
 
     @property
     def attempts(self):

@@ -200,11 +200,50 @@ def test_timeline_draws_one_row_per_worker_and_a_bar_per_task():
 
     matplotlib.use("Agg")
     record = run(nap, [[0.05] * 6], n_jobs=2, batch_size=1, progress=False)
-    ax = record.timeline()
+    with pytest.warns(UserWarning, match="path="):  # Agg cannot show it
+        ax = record.timeline()
     labels = [label.get_text() for label in ax.get_yticklabels()]
     assert labels == ["worker 1", "worker 2"]
     assert len(ax.collections) == 6  # one bar per task
     assert "nap: 6 items, 6 tasks, 2 workers" in ax.get_title()
+
+
+def test_timeline_saves_to_a_path_and_returns_it(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    record = run(nap, [[0.01] * 4], n_jobs=2, progress=False)
+    open_before = plt.get_fignums()
+    for name in ("timeline.png", "timeline.svg"):
+        saved = record.timeline(path=tmp_path / name)
+        assert saved == tmp_path / name
+        assert saved.stat().st_size > 0
+    assert (tmp_path / "timeline.png").read_bytes().startswith(b"\x89PNG")
+    assert plt.get_fignums() == open_before  # saved, not left open
+
+
+def test_timeline_where_nothing_can_show_it_says_to_pass_a_path():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    record = run(nap, [[0.01] * 2], n_jobs=2, progress=False)
+    with pytest.warns(UserWarning, match=r"pass path='timeline.png' to save it") as caught:
+        ax = record.timeline()
+    assert caught[0].filename == __file__  # points at the caller's line
+    assert ax.get_title().startswith("nap: 2 items")
+
+
+def test_timeline_on_an_axes_given_is_left_to_its_owner(recwarn):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    _, ax = plt.subplots()
+    record = run(nap, [[0.01] * 2], n_jobs=2, progress=False)
+    assert record.timeline(ax=ax) is ax
+    assert not [w for w in recwarn if "timeline" in str(w.message)]
+    plt.close(ax.figure)
 
 
 def test_timeline_without_matplotlib_says_what_to_install(monkeypatch):
