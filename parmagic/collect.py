@@ -12,7 +12,7 @@ import contextlib
 from . import capture, tracebacks
 from .error_display import show_cleanly
 from .background import RunCancelled
-from .errors import WorkerCrashError, describe_item_failure, short_repr
+from .errors import WorkerCrashError, describe_item_failure
 from .retries import RetriedAttempt, without
 from .timing import LoadSampler
 from .worker import Batch
@@ -92,18 +92,24 @@ class Collector:
                 if failure is not None and (self.on_error == "raise"
                                             or setup_failed(failure[2])):
                     self._stop(stream, grace=STOP_GRACE)
-                    index, item, error = failure
+                    error = failure[2]
                     if setup_failed(error):  # whatever on_error says: nothing can run
                         error.add_note(self._setup_failure_note())
                         return error
-                    attempts = self.record.attempts.get(index, 1)
-                    if isinstance(error, WorkerCrashError):  # it names the items
-                        index = None
-                    error.add_note(describe_item_failure(
-                        index, short_repr(item), self.record.n_finished,
-                        self.inputs.length, attempts))
-                    return error
+                    return self._first_failure()
         return None
+
+    def _first_failure(self):
+        """The exception of the lowest failed item, with its note: the one a
+        serial loop would have stopped at, whichever failed first here."""
+        first = next(iter(self.record.errors.values()))  # they are in index order
+        index, error = first.index, first.exception
+        attempts = self.record.attempts.get(index, 1)
+        if isinstance(error, WorkerCrashError):  # it names the items
+            index = None
+        error.add_note(describe_item_failure(
+            index, first.item_repr, self.record.n_finished, self.inputs.length, attempts))
+        return error
 
     def _stop(self, stream, grace):
         self.resubmit = None  # what fails now stays failed
@@ -136,7 +142,7 @@ class Collector:
         for index in sorted(batch.failures):
             error = self._item_error(index, items[index], *batch.failures[index])
             failure = failure or (index, items[index], error)
-        self.bar.update(len(batch))
+        self.bar.update(len(batch) - len(batch.failures), len(batch.failures))
         if self.output.waiting:
             self.output.flush_ready(record)
         return failure

@@ -53,7 +53,7 @@ def _shared_options(magic):
             "backend, threads too. One stuck in compiled code is stopped a "
             "little later with its worker process (in a thread, where it "
             "cannot be, the run ends). Default: ParMagic.timeout (none).")),
-        argument("--on-error", choices=("raise", "collect"), help=(
+        argument("--on-error", choices=("raise", "collect"), metavar="MODE", help=(
             "raise: stop at the first failing item (the default, "
             "ParMagic.on_error). collect: run every item, then raise an "
             "ExceptionGroup of all failures.")),
@@ -70,7 +70,7 @@ def _shared_options(magic):
             "When they run out, its exception is raised with a note saying "
             "after how many attempts; _parmap.attempts keeps count. Default: "
             "ParMagic.retries (0).")),
-        argument("--retry-on", metavar="EXC,...", help=(
+        argument("--retry-on", metavar="EXCEPTIONS", help=(
             "With --retries: retry only these exceptions (and their "
             "subclasses), e.g. ConnectionError,TimeoutError: builtin names or "
             "classes defined in the notebook. A worker crash is retried only "
@@ -121,6 +121,9 @@ def _usage_errors(method):
             show_cleanly(exc)
             raise
 
+    # magic_arguments opens the help with "::", an RST code-block marker
+    # that %pmap? shows as it is
+    wrapper.__doc__ = method.__doc__.replace("::\n\n  %", "%", 1)
     return wrapper
 
 
@@ -201,7 +204,7 @@ class ParMagic(Magics):
         (``x = %pmap ...``) or let IPython show it as Out[n]. The run's record
         (results, errors, timings) is always bound to ``_parmap``.
 
-        Examples::
+        Examples:
 
             In [1]: %load_ext parmagic
             In [2]: def square(x):
@@ -259,9 +262,10 @@ class ParMagic(Magics):
         mapped on worker processes. The ordered results are the cell's value
         and are bound to ``-o NAME``; the record is bound to ``_parmap``.
 
-        Example::
+        Example:
 
             In [1]: %%parmap -n 2 -o results range(10)
+               ...: import time
                ...: def slow_square(x):
                ...:     time.sleep(0.1)
                ...:     return x * x
@@ -320,7 +324,10 @@ class ParMagic(Magics):
             action = parser._option_string_actions.get(word)
             return action is not None and action.nargs != 0
 
-        words, rest = parsing.split_options(line, takes_value)
+        cell_magic = magic.__name__ == "parmap"
+        words, rest = parsing.split_options(
+            line, takes_value, is_option=parser._option_string_actions.__contains__,
+            magic=f"{'%%' if cell_magic else '%'}{magic.__name__}")
         options = parser.parse_args(words)  # errors are UsageErrors already
         for name in (options.out, getattr(options, "func", None)):
             if name is not None and not name.isidentifier():

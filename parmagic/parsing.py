@@ -72,20 +72,24 @@ def _tokens(text):
         raise ParmagicInputError(f"cannot read {text.strip()!r}: {message}") from None
 
 
-def split_options(text, takes_value):
+def split_options(text, takes_value, is_option=None, magic="%pmap"):
     """Split ``text`` into (option words, rest of the text).
 
     Options come first, as with ``%timeit``. ``takes_value(word)`` says
     whether an option word consumes the next chunk as its value (``-n 4``).
-    ``--`` ends the options explicitly.
+    ``--`` ends the options explicitly. When ``is_option(word)`` is given,
+    an option typed after the arguments is an input error that shows the
+    line with the options first.
     """
     chunks = split_chunks(text)
     words = []
     position = 0
+    ended = False  # by "--": what follows is arguments, whatever it looks like
     while position < len(chunks):
         word = chunks[position].text
         if word == "--":
             position += 1
+            ended = True
             break
         if not _looks_like_option(word):
             break
@@ -95,7 +99,32 @@ def split_options(text, takes_value):
             words.append(chunks[position].text)
             position += 1
     rest = text[chunks[position].start :] if position < len(chunks) else ""
+    if is_option is not None and not ended:
+        _refuse_late_options(chunks[position:], words, takes_value, is_option, magic)
     return words, rest.strip()
+
+
+def _refuse_late_options(chunks, words, takes_value, is_option, magic):
+    """Options after the arguments would be read as expressions (``-n`` is
+    minus n): say that they come first, with the line rewritten that way."""
+    late, arguments = [], []
+    position = 0
+    while position < len(chunks):
+        word = chunks[position].text
+        if is_option(word):
+            late.append(word)
+            if takes_value(word) and position + 1 < len(chunks):
+                position += 1
+                late.append(chunks[position].text)
+        else:
+            arguments.append(word)
+        position += 1
+    if late:
+        fixed = " ".join([magic, *words, *late, *arguments])
+        raise ParmagicInputError(
+            f"options come first: {' '.join(late)} is after the arguments. "
+            f"Write: {fixed}"
+        )
 
 
 def _looks_like_option(word):

@@ -10,14 +10,17 @@ AUTO_DELAY = 1.0  # seconds before a bar appears in "auto" mode
 
 
 class ProgressBar:
-    """A bar counting finished items (``mode``: "auto", True or False), and
-    the way to print captured output without tearing it."""
+    """A bar counting items that finished well and, beside it, those that
+    failed (``mode``: "auto", True or False), and the way to print captured
+    output without tearing it. A run with failures never reads 100%, and
+    Jupyter's widget turns red when it ends short."""
 
     def __init__(self, mode, total, desc):
         self.mode = mode
         self.total = total
         self.desc = desc
         self.count = 0
+        self.failed = 0
         self._started = time.time()
         self._bar = None
         if mode is True:
@@ -28,15 +31,24 @@ class ProgressBar:
 
         self._bar = tqdm(total=self.total, desc=self.desc, unit="item", dynamic_ncols=True)
         self._bar.start_t = self._started  # elapsed time and rate count from the start
+        self._show_failed()
         if self.count:
             self._bar.update(self.count)
 
-    def update(self, n_items):
-        self.count += n_items
+    def update(self, n_done, n_failed=0):
+        """``n_done`` more items finished, ``n_failed`` more failed."""
+        self.count += n_done
+        self.failed += n_failed
         if self._bar is not None:
-            self._bar.update(n_items)
+            if n_failed:
+                self._show_failed()
+            self._bar.update(n_done)
         elif self.mode == "auto" and time.time() - self._started >= AUTO_DELAY:
             self._open()
+
+    def _show_failed(self):
+        if self.failed:
+            self._bar.set_postfix_str(f"{self.failed} failed", refresh=False)
 
     def print(self, parts):
         """Write captured worker output; a text bar is lifted out of the way."""

@@ -475,3 +475,28 @@ def test_init_names_that_are_not_functions_are_usage_errors(shell):
     assert "name 'setup_missing' is not defined" in message
     message = usage_error(shell, "%pmap --init not_a_function f range(4)")
     assert "SETUP (init) must be a function" in message and "not int 5" in message
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("%pmap square range(5) -n 2",
+         "options come first: -n 2 is after the arguments. Write: %pmap -n 2 square range(5)"),
+        ("%pmap -b threading square range(5) --timeout 3 -t",
+         "options come first: --timeout 3 -t is after the arguments. "
+         "Write: %pmap -b threading --timeout 3 -t square range(5)"),
+    ],
+)
+def test_options_after_the_arguments_say_options_come_first(shell, square, line, says):
+    assert usage_error(shell, line) == says
+
+
+def test_cell_magic_options_after_the_iterable_say_options_come_first(shell):
+    text = usage_error(shell, "%%parmap range(3) -n 2\ndef f(x):\n    return x\n")
+    assert text == "options come first: -n 2 is after the arguments. Write: %%parmap -n 2 range(3)"
+    assert "f" not in shell.user_ns  # the cell did not run
+
+
+def test_after_a_double_dash_an_option_like_word_is_an_expression(shell):
+    cell(shell, "import numpy as np\nn = np.array([1, 2])")
+    assert cell(shell, "%pmap -- int -n") == [-1, -2]  # minus n, not the -n option

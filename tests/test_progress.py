@@ -38,3 +38,17 @@ def test_no_bar_when_switched_off(capsys):
 def test_bad_progress_value_is_an_input_error():
     with pytest.raises(ParmagicInputError, match="progress must be"):
         pmap(abs, [1], progress="yes")
+
+
+def fails_on_two(x):
+    if x == 2:
+        raise ValueError("two")
+    return x
+
+
+@pytest.mark.parametrize("on_error", ["raise", "collect"])
+def test_failed_items_are_counted_beside_the_bar_never_as_done(capsys, on_error):
+    with pytest.raises((ValueError, ExceptionGroup)):
+        pmap(fails_on_two, range(4), n_jobs=2, progress=True, on_error=on_error)
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert "1 failed" in last and "4/4" not in last and "100%" not in last
