@@ -62,7 +62,10 @@ WHEN_THINGS_GO_WRONG = [
     ("markdown", "`--timeout S` stops an item that runs too long and names it."),
     ("code", "%pmap -n 2 --timeout 1 slow [0.1, 30, 0.2]", ["raises-exception"]),
     ("markdown", "A worker that crashes (here a segmentation fault) is an error naming the "
-     "items it was running. The kernel survives and the next call gets fresh workers."),
+     "items it was running. The kernel survives and the next call gets fresh workers. "
+     "The dying worker's own report (\"Fatal Python error: Segmentation fault\" and its "
+     "stack) goes to the terminal that started Jupyter, not to the notebook: here it is "
+     "expected."),
     ("code", "def crash(x):\n    if x == 2:\n        ctypes.string_at(0)\n    return x\n\n"
      "%pmap -n 2 crash range(4)", ["raises-exception"]),
     ("code", "%pmap -n 2 abs [-1, -2, -3]"),
@@ -152,11 +155,22 @@ NOTEBOOKS = {
     "long_runs.ipynb": LONG_RUNS,
 }
 
+# What demos/run.py says before running a notebook, when the kernel's
+# processes print something that is not a cell's output on purpose.
+NOTES = {
+    "when_things_go_wrong.ipynb": (
+        "A worker crashes on purpose in this notebook: the \"Fatal Python error: "
+        "Segmentation fault\" report printed while it runs comes from that worker "
+        "and is expected."),
+}
+
 
 def build(cells, name):
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {
         "name": "python3", "display_name": "Python 3", "language": "python"}
+    if name in NOTES:
+        notebook.metadata["parmagic_demo"] = {"note": NOTES[name]}
     for number, (kind, source, *tags) in enumerate(cells):
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
         notebook.cells.append(make(source, id=f"cell-{number}"))  # stable ids, quiet diffs

@@ -2,7 +2,10 @@
 
     python demos/run.py demos/quickstart.ipynb [more.ipynb ...]
 
-Each executed notebook is also written to demos/out/.
+Each executed notebook is also written to demos/out/. What the kernel and
+its workers print themselves (not a cell's output) comes straight to this
+terminal while a notebook runs, before its cells are shown; a notebook that
+prints something there on purpose says so first.
 """
 
 import sys
@@ -50,9 +53,20 @@ def show(notebook):
         print()
 
 
+def note(path):
+    """What to say before running the notebook (its ``parmagic_demo`` note,
+    see make_demos.py): output of its processes that is expected, such as
+    a worker's crash report, which the kernel prints to this terminal."""
+    metadata = nbformat.read(path, as_version=4).metadata
+    return metadata.get("parmagic_demo", {}).get("note")
+
+
 def main(paths):
     for path in paths:
-        print(f"=== {path} ===")
+        print(f"=== {path} ===", flush=True)
+        expected = note(path)
+        if expected:
+            print(f"({expected})", flush=True)  # before what the kernel prints
         show(execute(path))
     print(f"executed notebooks written to {OUT}/")
 
