@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/run.py
+
+# docs/screenshots/*.png, shown in the README: cells of the browser test
+screenshots: $(STAMP)
+	PARMAGIC_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 clean:
 	rm -rf $(VENV) demos/out build *.egg-info
