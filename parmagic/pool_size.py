@@ -58,25 +58,38 @@ def workers_for(n_jobs, n_items):
 def read_ahead(inputs, n_jobs):
     """Read up to ``n_jobs`` items of ``inputs`` (an ``inputs.Inputs`` with
     no length) now. Returns the calls to run, those first, and the number of
-    items when the input ended within them, else None."""
-    head = inputs.take(n_jobs)
-    n_items = len(head) if len(head) < n_jobs else None
-    return _AfterHead(head, inputs.calls()), n_items
+    items when the input ended within them, else None. An error the input
+    raises meanwhile is raised where the run reaches it, as without this."""
+    head = []
+    try:
+        while len(head) < n_jobs:
+            call = inputs.take(1)
+            if not call:
+                return _AfterHead(head, inputs.calls()), len(head)
+            head += call
+    except Exception as error:
+        return _AfterHead(head, inputs.calls(), error), None
+    return _AfterHead(head, inputs.calls()), None
 
 
 class _AfterHead:
     """``head`` (calls read already), then ``calls``: one at a time or, as
-    ``Inputs.calls()`` does, a list of up to ``n`` with ``take(n)``."""
+    ``Inputs.calls()`` does, a list of up to ``n`` with ``take(n)``. An
+    ``error`` met while reading the head is raised once the head is used."""
 
-    def __init__(self, head, calls):
+    def __init__(self, head, calls, error=None):
         self._head = head
         self._calls = calls
+        self._error = error
 
     def take(self, n):
         if not self._head:
+            self._raise_error()
             return self._calls.take(n)
         taken, self._head = self._head[:n], self._head[n:]
-        return taken if len(taken) == n else taken + self._calls.take(n - len(taken))
+        if len(taken) == n or self._error is not None:
+            return taken  # an error comes with the next call
+        return taken + self._calls.take(n - len(taken))
 
     def __iter__(self):
         return self
@@ -84,7 +97,13 @@ class _AfterHead:
     def __next__(self):
         if self._head:
             return self._head.pop(0)
+        self._raise_error()
         return next(self._calls)
+
+    def _raise_error(self):
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def warn_if_oversubscribed(n_jobs, workers):

@@ -126,3 +126,16 @@ def test_a_call_during_the_warm_up_waits_for_it_and_counts_it_as_start_up():
     assert record.startup.started == 2
     assert record.startup.seconds > 0
     assert "2 workers started" in str(record.timing())
+
+
+def test_an_input_that_fails_while_read_ahead_fails_the_run_as_before():
+    def items():
+        yield 1
+        raise LookupError("the input broke")
+
+    records = []
+    with pytest.raises(LookupError, match="the input broke"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OversubscriptionWarning)
+            run(square, [items()], n_jobs=MANY, on_start=records.append, progress=False)
+    assert records[0].status == "failed"
