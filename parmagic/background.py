@@ -3,6 +3,7 @@ usable. The handle shows live progress; ``wait``, ``result`` and ``cancel``
 control it.
 """
 
+import contextvars
 import html
 import threading
 
@@ -22,18 +23,27 @@ class BackgroundRun:
     ``status``, ...) read through the handle and fill in as items finish.
     """
 
-    def __init__(self, start, on_done=None):
+    def __init__(self, start, on_done=None, on_end=None):
         """``start(on_start, cancel)`` runs the map (``engine.run``);
         ``on_done(handle)`` is called in the background thread when it ends
-        without an error."""
+        without an error, then ``on_end(handle)`` however it ended.
+
+        The thread runs in a copy of the caller's context (``contextvars``):
+        in Jupyter that is what sends the run's output to the cell that
+        started it rather than to whichever cell runs when it arrives.
+        """
         self.cancel_requested = threading.Event()
         self._record = None
         self._error = None
         self._started = threading.Event()
         self._done = threading.Event()
         self._on_done = on_done
+        self._on_end = on_end
+        self.view = None  # how IPython shows the handle (live_view.LiveView)
+        context = contextvars.copy_context()
         self._thread = threading.Thread(
-            target=self._main, args=(start,), daemon=True, name="parmagic-background"
+            target=context.run, args=(self._main, start), daemon=True,
+            name="parmagic-background",
         )
         self._thread.start()
         self._started.wait()
@@ -49,7 +59,11 @@ class BackgroundRun:
             self._error = exc
         finally:
             self._started.set()
-            self._done.set()
+            try:
+                if self._on_end is not None and self._record is not None:
+                    self._on_end(self)
+            finally:
+                self._done.set()
 
     def _on_start(self, record):
         self._record = record
@@ -87,28 +101,42 @@ class BackgroundRun:
             raise AttributeError(name)
         return getattr(self._record, name)
 
-    def _progress(self):
+    def summary(self):
+        """One line: where the run is, in the record's own counts, and how
+        it failed, if it did."""
         record = self._record
-        total = record.total if record.total is not None else "?"
         elapsed = record.wall_time if record.wall_time is not None else record.elapsed()
-        text = (
-            f"{record.n_finished + len(record.errors)}/{total} items done, "
-            f"{len(record.errors)} failed, {elapsed:.1f} s"
-        )
-        if not self.done():
+        text = f"{record.counts()}, {elapsed:.1f} s"
+        if record.status == "running":
             return f"running in the background: {text}"
-        return f"background run ended: {text}"
+        ended = f"background run of {record.func_name} {record.status}: {text}"
+        if self._error is not None:
+            ended += f". {_failure_line(self._error)} (.result() raises it)"
+        return ended
 
     def __repr__(self):
-        hint = "" if self.done() else "\n  (.wait(), .result(), .cancel())"
-        return f"{self._progress()}\n{self._record!r}{hint}"
+        running = self._record.status == "running"
+        hint = "\n  (.wait(), .result(), .cancel())" if running else ""
+        return f"{self.summary()}\n{self._record!r}{hint}"
 
     def _repr_pretty_(self, printer, cycle):
         printer.text("BackgroundRun(...)" if cycle else repr(self))
 
     def _repr_html_(self):
         return (
-            f"<div><i>{html.escape(self._progress())}</i>"
+            f"<div><i>{html.escape(self.summary())}</i>"
             f"{self._record._repr_html_()}</div>"
         )
+
+    def _ipython_display_(self):
+        from .live_view import show
+
+        show(self)
+
+
+def _failure_line(error):
+    """``ZeroDivisionError: division by zero`` with parmagic's note after it."""
+    text = f"{type(error).__name__}: {error}".rstrip(": ")
+    notes = [note.removeprefix("parmagic: ") for note in getattr(error, "__notes__", [])]
+    return "; ".join([text, *notes])
 

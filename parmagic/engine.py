@@ -288,11 +288,12 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
     return stream
 
 
-def start(func, *iterables, on_done=None, **options):
+def start(func, *iterables, on_done=None, on_end=None, **options):
     """Start ``pmap(func, *iterables, **options)`` in a background thread and
     return its :class:`~parmagic.background.BackgroundRun` at once: its repr
     shows live progress; ``wait()``, ``result()`` and ``cancel()`` control
-    it. ``on_done(handle)`` runs (in that thread) when the run succeeds.
+    it. ``on_done(handle)`` runs (in that thread) when the run succeeds,
+    then ``on_end(handle)`` however it ended.
     There is no progress bar: the handle shows the progress.
 
     >>> handle = start(abs, [-1, -2], n_jobs=2)
@@ -305,7 +306,7 @@ def start(func, *iterables, on_done=None, **options):
     def start_run(on_start, cancel):
         run(func, iterables, on_start=on_start, cancel=cancel, own_pool=True, **options)
 
-    return BackgroundRun(start_run, on_done)
+    return BackgroundRun(start_run, on_done, on_end)
 
 
 def check_settings(

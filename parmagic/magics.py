@@ -16,7 +16,7 @@ from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
 from . import engine, parsing
 from . import retries as retrying
-from . import error_display
+from . import error_display, live_view
 from .error_display import show_cleanly
 from .errors import ParmagicInputError
 
@@ -394,17 +394,27 @@ class ParMagic(Magics):
 
     def _start_in_background(self, options, func, iterables, options_for_run):
         """``--bg``: the handle is the cell's value and ``_parmap``; ``-o``
-        (and the ``-t`` summary) come when the run has finished."""
+        (and the ``-t`` summary) come when the run has finished. In Jupyter
+        the cell shows the run live until it ends (``live_view``); in a
+        terminal one line says how it ended."""
         user_ns = self.shell.user_ns
+        live = live_view.in_kernel()
 
         def on_done(handle):
             if options.out:
                 user_ns[options.out] = handle.results
+
+        def on_end(handle):
             if options.time:
                 print(handle.timing())
+            if not live:
+                print(handle.summary())
 
-        handle = engine.start(func, *iterables, on_done=on_done, **options_for_run)
+        handle = engine.start(func, *iterables, on_done=on_done, on_end=on_end,
+                              **options_for_run)
         user_ns["_parmap"] = handle
+        if live:
+            live_view.show(handle)
         return handle
 
 

@@ -210,14 +210,20 @@ class ParmapRecord:
         changed = [("globals changed", ", ".join(self.changed_globals) + " (see the "
                     "GlobalMutationWarning)")] if self.changed_globals else []
         return [
-            ("items", f"{len(self.results)} read, {self.n_finished} finished"
-                      + (f" ({self.n_cached} from the cache)" if self.n_cached else "")
-                      + f", {len(self.errors)} failed"),
+            ("items", self.counts()),
             ("where", f"{self.backend} backend, n_jobs={self.n_jobs}"),
             ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
             ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "
                        "something (see .outputs)"),
         ] + changed + self._retry_facts()
+
+    def counts(self):
+        """"3 of 6 finished, 1 failed": the same words wherever a run's
+        progress is shown. Without a known length, the items read so far
+        are the total."""
+        total = self.total if self.total is not None else f"{len(self.results)} read so far"
+        cached = f" ({self.n_cached} from the cache)" if self.n_cached else ""
+        return f"{self.n_finished} of {total} finished{cached}, {len(self.errors)} failed"
 
     def _retry_facts(self):
         if not self.retried:

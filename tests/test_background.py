@@ -50,11 +50,11 @@ def test_start_returns_at_once_and_the_result_comes_later(tmp_path):
     handle = start(functools.partial(held_back, gate=gate, free=0), range(6), n_jobs=2)
     # it returned while no item could finish
     assert isinstance(handle, BackgroundRun) and not handle.done()
-    assert repr(handle).startswith("running in the background: 0/6 items done, 0 failed")
+    assert repr(handle).startswith("running in the background: 0 of 6 finished, 0 failed")
     gate.touch()
     assert handle.result(timeout=DEADLINE) == list(range(6))
     assert handle.status == "done" and handle.done()
-    assert repr(handle).startswith("background run ended: 6/6 items done, 0 failed")
+    assert repr(handle).startswith("background run of func done: 6 of 6 finished, 0 failed")
 
 
 def test_progress_shows_in_the_handle_while_it_runs(tmp_path):
@@ -63,12 +63,12 @@ def test_progress_shows_in_the_handle_while_it_runs(tmp_path):
     items = functools.partial(held_back, gate=gate, free=3)
     handle = start(items, range(10), n_jobs=2, batch_size=1)
     until(lambda: handle.n_finished == 3, "3 items to finish")
-    assert repr(handle).startswith("running in the background: 3/10 items done, 0 failed")
-    assert "<i>running in the background: 3/10 items done" in handle._repr_html_()
+    assert repr(handle).startswith("running in the background: 3 of 10 finished, 0 failed")
+    assert "<i>running in the background: 3 of 10 finished" in handle._repr_html_()
     assert handle.status == "running" and not handle.done()
     gate.touch()
     assert handle.result(timeout=DEADLINE) == list(range(10))
-    assert repr(handle).startswith("background run ended: 10/10 items done, 0 failed")
+    assert repr(handle).startswith("background run of func done: 10 of 10 finished, 0 failed")
 
 
 def test_cancel_stops_busy_workers_and_keeps_finished_results(tmp_path):
@@ -84,7 +84,7 @@ def test_cancel_stops_busy_workers_and_keeps_finished_results(tmp_path):
     # results covers the items read so far: 0 and 1, then the cancelled ones
     assert handle.results[:2] == [0, 1]
     assert set(handle.results[2:]) == {NOT_COMPUTED}
-    assert repr(handle).startswith("background run ended: 2/50 items done, 0 failed")
+    assert repr(handle).startswith("background run of func cancelled: 2 of 50 finished, 0 failed")
     with pytest.raises(KeyboardInterrupt) as info:
         handle.result()
     assert "cancelled" in info.value.__notes__[0]
@@ -102,7 +102,7 @@ def test_cancel_with_threads_lets_running_items_finish_and_starts_no_more():
     assert handle.status == "cancelled" and finished < 50
     assert handle.results[:finished] == [0.2] * finished
     assert set(handle.results[finished:]) <= {NOT_COMPUTED}
-    assert repr(handle).startswith(f"background run ended: {finished}/50 items done")
+    assert repr(handle).startswith(f"background run of nap cancelled: {finished} of 50 finished")
     with pytest.raises(KeyboardInterrupt) as info:
         handle.result()
     assert "cancelled" in info.value.__notes__[0]

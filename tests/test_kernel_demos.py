@@ -97,11 +97,13 @@ def test_long_runs_demo_shows_the_cache_and_a_background_run():
     notebook = demo_runner.execute(DEMOS / "long_runs.ipynb", timeout=120)
     assert "12 finished (8 from the cache)" in cell_showing(notebook, "more = %pmap")
     assert "[1, 2, 5, 10] 0 from the cache" in cell_showing(notebook, "def slow_square")
-    assert "running in the background" in cell_showing(notebook, "run = %pmap --bg -n 2 -o")
+    # the cell that started the run shows it live: by now, as it ended
+    assert "background run of slow_square done: 12 of 12 finished" in cell_showing(
+        notebook, "run = %pmap --bg -n 2 -o")
     assert "meanwhile, the notebook answers: 42" in cell_showing(notebook, "print('meanwhile")
     ended = cell_showing(notebook, "run.wait()")
     assert "[1, 2, 5, 10, 17, 26, 37, 50, 65, 82, 101, 122]" in ended
-    assert "background run ended: 12/12 items done" in ended
+    assert "background run of slow_square done: 12 of 12 finished" in ended
     assert cell_showing(notebook, "run = %pmap --bg -n 2 slow_square range(100)").startswith(
         "cancelled ")
     loaded = cell_showing(notebook, "import os\n\ndef load_model")

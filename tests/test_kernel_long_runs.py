@@ -99,7 +99,7 @@ def test_bg_returns_at_once_and_binds_out_when_done(kernel, tmp_path):
     reply, outputs = kernel.execute("%pmap --bg -n 2 -o squares work range(12)")
     assert reply["status"] == "ok"
     shown = "".join(text for _, text in outputs)
-    assert shown.startswith("running in the background: 0/12 items done, 0 failed")
+    assert shown.startswith("running in the background: 0 of 12 finished, 0 failed")
     assert kernel.text("print(1 + 1)") == "2\n"  # the notebook is free
     assert kernel.text("print('squares' in dir())") == "False\n"
     gate.touch()
@@ -117,7 +117,7 @@ def test_bg_cancel_stops_the_workers_and_keeps_results(kernel, tmp_path):
     shown = kernel.text("run.cancel()\nprint(run.status, run.n_finished, run.results[:6])\n"
                         "run")
     assert shown.startswith("cancelled 4 [0, 1, 4, 9, <not computed>, <not computed>]\n"
-                            "background run ended: 4/200 items done, 0 failed")
+                            "background run of work cancelled: 4 of 200 finished, 0 failed")
     assert time.monotonic() - started < 3
     reply, _ = kernel.execute("run.result()")
     assert reply["status"] == "error" and reply["ename"] == "RunCancelled"
