@@ -110,7 +110,7 @@ class BackgroundRun:
         if record.status == "running":
             return f"running in the background: {text}"
         ended = f"background run of {record.func_name} {record.status}: {text}"
-        if self._error is not None:
+        if self._error is not None and not isinstance(self._error, RunCancelled):
             ended += f". {_failure_line(self._error)} (.result() raises it)"
         return ended
 
