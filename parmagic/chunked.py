@@ -30,10 +30,13 @@ _FEW_PER_WORKER = 2
 _TIMEOUT_GRACE = 2.0
 # How often a background run, while waiting, checks whether it was cancelled.
 _CANCEL_CHECK = 0.1
-# A run still waiting for its first results this many seconds after it
-# began yields one empty batch, so that the collector sees the run is not a
-# short one even when few, large chunks all finish at its end.
+# A run still waiting for results this many seconds after it began yields
+# an empty batch, and again every _TICK_EVERY seconds while nothing
+# finishes: the collector sees the run is not a short one even when few,
+# long items all finish at its end (it starts the -t load sampler, and the
+# progress bar appears on time).
 _FIRST_TICK = 0.05
+_TICK_EVERY = 0.25
 
 
 class ChunkSizer:
@@ -94,7 +97,7 @@ class ChunkedRun:
         self.retry = []  # chunks to submit again
         self.cancel = None  # a threading.Event: stop when set (background runs)
         self.started = time.perf_counter()
-        self.ticked = False  # whether the empty batch of _FIRST_TICK went out
+        self.next_tick = self.started + _FIRST_TICK  # the next empty batch is due
 
     # -- what subclasses provide ----------------------------------------------
     def _submit(self, chunk):
@@ -146,9 +149,7 @@ class ChunkedRun:
                 if self.cancel is not None and self.cancel.is_set():
                     raise RunCancelled()
                 if not done and self._tick_due():
-                    # Nothing finished yet, but the run is not a short one:
-                    # the collector starts sampling the machine's load (-t).
-                    yield Batch()
+                    yield Batch()  # nothing finished for a while: see _FIRST_TICK
                 if not done and self.options.timeout is not None:
                     yield from self._expire_stuck()
                 for future in done:
@@ -242,21 +243,21 @@ class ChunkedRun:
 
     # -- time limits ------------------------------------------------------------
     def _tick_due(self):
-        if self.ticked or time.perf_counter() - self.started < _FIRST_TICK:
+        now = time.perf_counter()
+        if now < self.next_tick:
             return False
-        self.ticked = True
+        self.next_tick = now + _TICK_EVERY
         return True
 
     def _wait_timeout(self):
-        tick = None if self.cancel is None else _CANCEL_CHECK
-        if not self.ticked:
-            until_tick = max(0.0, self.started + _FIRST_TICK - time.perf_counter())
-            tick = until_tick if tick is None else min(tick, until_tick)
+        tick = max(0.0, self.next_tick - time.perf_counter())
+        if self.cancel is not None:
+            tick = min(tick, _CANCEL_CHECK)
         if self.options.timeout is None:
             return tick
         oldest = min(submitted for _, submitted in self.pending.values())
         limit = max(0.0, oldest + self.hard_limit() - time.perf_counter())
-        return limit if tick is None else min(limit, tick)
+        return min(limit, tick)
 
     def _expire_stuck(self):
         now = time.perf_counter()

@@ -29,11 +29,17 @@ class ProgressBar:
     def _open(self):
         from tqdm.auto import tqdm  # imports ipywidgets in Jupyter: only when needed
 
-        self._bar = tqdm(total=self.total, desc=self.desc, unit="item", dynamic_ncols=True)
-        self._bar.start_t = self._started  # elapsed time and rate count from the start
+        # Opened late, the bar shows the items done so far at once (initial),
+        # then counts them all in the rate, over the time since the run began
+        # (smoothing=0: the average; a moving rate would take the first
+        # update, of all the items so far, as instantaneous).
+        bar = tqdm(total=self.total, desc=self.desc, unit="item", dynamic_ncols=True,
+                   initial=self.count, smoothing=0, delay=1e-9)
+        bar.initial = 0
+        bar.start_t = self._started
+        self._bar = bar
         self._show_failed()
-        if self.count:
-            self._bar.update(self.count)
+        bar.refresh()
 
     def update(self, n_done, n_failed=0):
         """``n_done`` more items finished, ``n_failed`` more failed."""
