@@ -96,6 +96,79 @@ def warns_about_the_global(notebook, index):
     notebook.screenshot(index, "mutation_warning.png")
 
 
+# Frames a failure must not show: parmagic's, joblib's, loky's, the
+# standard library's thread pools and IPython's own; nor the old two-part
+# "remote traceback, then the direct cause" shape.
+MACHINERY = ("parmagic/", "joblib", "loky", "concurrent", "threading.py",
+             "interactiveshell.py", "site-packages", "skipping hidden",
+             "RemoteTraceback", "direct cause")
+
+
+def error_text(notebook, index):
+    (error,) = [output for output in notebook.outputs(index)
+                if output["mime"] == "application/vnd.jupyter.stderr" and "Error" in output["text"]]
+    text = error["text"]
+    for internal in MACHINERY:
+        assert internal not in text, f"{internal!r} shown:\n{text}"
+    return text
+
+
+def in_order(text, *parts):
+    position = 0
+    for part in parts:
+        found = text.find(part, position)
+        assert found >= 0, f"{part!r} not found after position {position} in:\n{text}"
+        position = found + len(part)
+
+
+def fails_like_a_serial_loop(notebook, index):
+    text = error_text(notebook, index)
+    in_order(text, "ZeroDivisionError", "Traceback (most recent call last)",
+             "----> 5 get_ipython().run_line_magic('pmap', '-n 2 inv [1, 2, 0, 4]')",
+             "in inv()", "----> 2     return 1 / x",
+             "ZeroDivisionError: division by zero",
+             "parmagic: item 2 (0) failed; 3 of 4 results had finished")
+    assert text.count("---->") == 2, text  # the cell's line and the function's
+    notebook.screenshot(index, "failed_item.png")
+
+
+def collects_failures_without_internals(notebook, index):
+    text = error_text(notebook, index)
+    in_order(text, "Exception Group Traceback", "run_line_magic('pmap'",
+             "ExceptionGroup: 2 of 4 items failed", "return 1 / x",
+             "parmagic: item 1 (0) failed", "return 1 / x", "parmagic: item 3 (0) failed")
+
+
+def background_cell_shows_the_run_live(notebook, index):
+    running = notebook.shown(
+        index, lambda outputs: any("running in the background" in output["text"]
+                                   for output in outputs),
+        "the run shown as running", seconds=30)
+    views = [output for output in running if "background" in output["text"]]
+    assert len(views) == 1, running  # `run` on the last line adds no second view
+
+
+def meanwhile_a_cell_shows_only_its_own_output(notebook, index):
+    # the run's items wait for the file this cell creates: all they print
+    # comes after this cell ran, and must go to the cell that started them
+    outputs = notebook.shown(index, lambda outputs: results(outputs) == ["'meanwhile'"],
+                             "Out: 'meanwhile'")
+    assert [output["text"].strip() for output in outputs] == ["'meanwhile'"], outputs
+
+
+def the_background_cell_ends_done_with_its_output(notebook, index):
+    notebook.shown(index, lambda outputs: results(outputs) == ["True"], "Out: True", seconds=60)
+    started = index - 2
+    ended = notebook.shown(
+        started, lambda outputs: any("background run of chatty done: 6 of 6 finished"
+                                     in output["text"] for output in outputs),
+        "the starting cell's view updated to done", seconds=30)
+    printed = "".join(output["text"] for output in ended
+                      if output["mime"] == "application/vnd.jupyter.stdout")
+    assert printed.split() == [word for x in range(6) for word in ("item", str(x))], ended
+    notebook.screenshot(started, "background_run.png")
+
+
 CELLS = [
     Cell("%load_ext parmagic", shows_nothing),
     Cell("def square(x):\n"
@@ -118,6 +191,26 @@ CELLS = [
          "\n"
          "%pmap -n 2 update_array range(4)", warns_about_the_global),
     Cell("A", shows_result("[0, 0, 0, 0]")),  # the warning said so
+    Cell("def inv(x):\n"
+         "    return 1 / x\n"
+         "\n"
+         "\n"
+         "%pmap -n 2 inv [1, 2, 0, 4]", fails_like_a_serial_loop),
+    Cell("%pmap -n 2 --on-error collect inv [1, 0, 4, 0]", collects_failures_without_internals),
+    Cell("import os\n"
+         "\n"
+         "def chatty(x):\n"
+         "    while not os.path.exists('go'):\n"
+         "        time.sleep(0.01)\n"
+         "    time.sleep(0.2)\n"
+         "    print('item', x)\n"
+         "    return x\n"
+         "\n"
+         "run = %pmap --bg -n 2 chatty range(6)\n"
+         "run", background_cell_shows_the_run_live),
+    Cell("open('go', 'w').close()\n"
+         "'meanwhile'", meanwhile_a_cell_shows_only_its_own_output),
+    Cell("run.wait(60)", the_background_cell_ends_done_with_its_output),
 ]
 
 
