@@ -224,6 +224,7 @@ def run(
         record.finish("done")
         return record
     calls, workers = pool_size.size_pool(parallel, n_jobs, inputs)
+    record.workers = workers
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, True, settings["timeout"], CallOptions.force_watchdog)
     # with init, SETUP travels with func and runs before the worker's first item

@@ -110,6 +110,8 @@ class ParmapRecord:
         self.n_finished = 0
         self.n_cached = 0
         self.transfer = None  # shared_data.Transfer: what went to the workers, and how
+        self.workers = None  # how many workers the run used, when fewer than n_jobs
+        self.startup = None  # loky runs: timing.WorkerStartup, the wait for new workers
         self._output_parts = {}
         self._started = time.perf_counter()
         self.started_at = time.time()
@@ -211,11 +213,16 @@ class ParmapRecord:
                     "GlobalMutationWarning)")] if self.changed_globals else []
         return [
             ("items", self.counts()),
-            ("where", f"{self.backend} backend, n_jobs={self.n_jobs}"),
+            ("where", f"{self.backend} backend, n_jobs={self.n_jobs}" + self._fewer_workers()),
             ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
             ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "
                        "something (see .outputs)"),
         ] + changed + self._retry_facts()
+
+    def _fewer_workers(self):
+        if self.workers is None or self.n_jobs is None or self.workers >= self.n_jobs:
+            return ""
+        return f" ({self.workers} worker{'s' if self.workers != 1 else ''} used: fewer items)"
 
     def counts(self):
         """"3 of 6 finished, 1 failed": the same words wherever a run's
