@@ -1,8 +1,6 @@
 """parmagic in the IPython terminal: an .ipy script run by the ipython command."""
 
-import subprocess
-import sys
-from pathlib import Path
+from terminal import run_ipython
 
 SCRIPT = """\
 %load_ext parmagic
@@ -24,19 +22,13 @@ print("outputs:", _parmap.outputs)
 
 
 def test_ipy_script_runs_in_the_ipython_terminal(tmp_path):
-    script = tmp_path / "demo.ipy"
-    script.write_text(SCRIPT)
-    ipython = Path(sys.executable).with_name("ipython")
-    done = subprocess.run(
-        [str(ipython), "--no-banner", "--colors=nocolor", str(script)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
-    output = done.stdout + done.stderr
+    stdout, stderr = run_ipython(tmp_path, SCRIPT)
+    output = stdout + stderr
     assert "squares: [0, 1, 4, 9, 16, 25]" in output
     assert "pairs: [0, 1, 4, 9]" in output
     assert "record: done loky 2" in output
     assert "UsageError: n_jobs=0 runs nothing" in output
-    assert "item 0 says hi\nitem 1 says hi\nitem 2 says hi\n" in done.stdout
-    assert "3/3" in done.stderr  # the text progress bar
-    assert "outputs: ['item 0 says hi\\n'," in done.stdout
+    assert "item 0 says hi\nitem 1 says hi\nitem 2 says hi\n" in stdout
+    assert "3/3" in stderr  # the text progress bar
+    assert "outputs: ['item 0 says hi\\n'," in stdout
     assert "Traceback" not in output

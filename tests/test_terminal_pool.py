@@ -2,12 +2,9 @@
 worker start-up line, the oversubscription warning, and the timeline.
 Each test runs an .ipy script through the ipython command."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
+import terminal
 from parmagic.pool_size import cores
 
 PRELUDE = """\
@@ -23,15 +20,7 @@ def workers():
 
 
 def run_ipython(tmp_path, script):
-    path = tmp_path / "session.ipy"
-    path.write_text(PRELUDE + script)
-    ipython = Path(sys.executable).with_name("ipython")
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
-    done = subprocess.run(
-        [str(ipython), "--no-banner", "--colors=nocolor", str(path)],
-        capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env,
-    )
-    return done.stdout, done.stderr
+    return terminal.run_ipython(tmp_path, PRELUDE + script)
 
 
 def summaries(stdout):
