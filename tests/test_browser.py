@@ -21,6 +21,7 @@ from typing import Callable
 import nbformat
 import pytest
 from browser import Notebook, chromium, jupyter_lab, missing_browser
+from shown import assert_no_machinery, in_order
 
 SCREENSHOTS = os.environ.get("PARMAGIC_SCREENSHOTS")
 
@@ -96,29 +97,11 @@ def warns_about_the_global(notebook, index):
     notebook.screenshot(index, "mutation_warning.png")
 
 
-# Frames a failure must not show: parmagic's, joblib's, loky's, the
-# standard library's thread pools and IPython's own; nor the old two-part
-# "remote traceback, then the direct cause" shape.
-MACHINERY = ("parmagic/", "joblib", "loky", "concurrent", "threading.py",
-             "interactiveshell.py", "site-packages", "skipping hidden",
-             "RemoteTraceback", "direct cause")
-
-
 def error_text(notebook, index):
     (error,) = [output for output in notebook.outputs(index)
                 if output["mime"] == "application/vnd.jupyter.stderr" and "Error" in output["text"]]
-    text = error["text"]
-    for internal in MACHINERY:
-        assert internal not in text, f"{internal!r} shown:\n{text}"
-    return text
-
-
-def in_order(text, *parts):
-    position = 0
-    for part in parts:
-        found = text.find(part, position)
-        assert found >= 0, f"{part!r} not found after position {position} in:\n{text}"
-        position = found + len(part)
+    assert_no_machinery(error["text"])
+    return error["text"]
 
 
 def fails_like_a_serial_loop(notebook, index):

@@ -3,10 +3,7 @@ line, the function's lines, the exception and parmagic's note; no frames of
 parmagic, joblib, loky, concurrent.futures or IPython itself."""
 
 import pytest
-
-MACHINERY = ("parmagic/", "joblib", "loky", "concurrent", "threading.py",
-             "interactiveshell.py", "skipping hidden", "RemoteTraceback",
-             "direct cause", "During handling")
+from shown import assert_no_machinery, in_order
 
 CELL = "def inv(x):\n    return 1 / x\n"
 
@@ -21,8 +18,7 @@ def shown(shell, capsys, source):
 
 
 def assert_reads_like_a_serial_failure(text):
-    for internal in MACHINERY:
-        assert internal not in text, f"{internal!r} shown:\n{text}"
+    assert_no_machinery(text)
     assert text.count("return 1 / x") == 1, text  # the user's line, once
 
 
@@ -30,29 +26,25 @@ def test_a_failing_item_shows_the_cell_line_then_the_function_line(shell, capsys
     shell.run_cell(CELL)
     text = shown(shell, capsys, "%pmap -n 2 inv [1, 2, 0, 4]")
     assert_reads_like_a_serial_failure(text)
-    cell_line = text.index("run_line_magic('pmap', '-n 2 inv [1, 2, 0, 4]')")
-    function_line = text.index("----> 2     return 1 / x")
-    exception = text.index("ZeroDivisionError: division by zero")
-    note = text.index("parmagic: item 2 (0) failed; 3 of 4 results had finished")
-    assert cell_line < function_line < exception < note
+    in_order(text, "run_line_magic('pmap', '-n 2 inv [1, 2, 0, 4]')",
+             "----> 2     return 1 / x", "ZeroDivisionError: division by zero",
+             "parmagic: item 2 (0) failed; 3 of 4 results had finished")
 
 
 def test_collected_failures_show_only_the_cell_and_each_items_lines(shell, capsys):
     shell.run_cell(CELL)
     text = shown(shell, capsys, "%pmap -n 2 --on-error collect inv [1, 0, 4, 0]")
-    for internal in MACHINERY:
-        assert internal not in text, f"{internal!r} shown:\n{text}"
+    assert_no_machinery(text)
     assert text.count("return 1 / x") == 2  # once per failed item
     assert "2 of 4 items failed" in text
-    assert text.index("parmagic: item 1 (0) failed") < text.index("parmagic: item 3 (0) failed")
+    in_order(text, "parmagic: item 1 (0) failed", "parmagic: item 3 (0) failed")
     assert "^^^" not in text  # a rebuilt frame has no columns to point at
 
 
 def test_a_time_limit_shows_where_the_item_was_stopped(shell, capsys):
     shell.run_cell("import time\ndef slow(x):\n    time.sleep(x)\n    return x\n")
     text = shown(shell, capsys, "%pmap -n 2 --timeout 0.5 --no-progress slow [0, 30, 0]")
-    for internal in MACHINERY:
-        assert internal not in text, f"{internal!r} shown:\n{text}"
+    assert_no_machinery(text)
     assert "----> 3     time.sleep(x)" in text
     assert "ItemTimeoutError: the item ran longer than its 0.5 s time limit" in text
     assert "parmagic: item 1 (30) failed" in text
@@ -73,7 +65,6 @@ def test_result_of_a_cancelled_background_run_says_it_was_cancelled(shell, capsy
     shell.run_cell("run = %pmap --bg -n 2 wait range(2)")
     shell.run_cell("while not list(started.iterdir()): time.sleep(0.01)\nrun.cancel()")
     text = shown(shell, capsys, "run.result()")
-    for internal in MACHINERY:
-        assert internal not in text, f"{internal!r} shown:\n{text}"
+    assert_no_machinery(text)
     assert "----> 1 run.result()" in text
     assert "RunCancelled" in text and "parmagic: cancelled; 0 of 2 results finished" in text

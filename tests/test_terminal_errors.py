@@ -4,6 +4,7 @@ concurrent.futures or IPython's own code. Each test runs an .ipy script
 through the ipython command (a script is one cell: it stops at its error)."""
 
 import pytest
+from shown import assert_no_machinery, in_order
 from terminal import run_ipython
 
 PRELUDE = """\
@@ -13,26 +14,10 @@ import os, pathlib, signal, threading, time
 def inv(x):
     return 1 / x
 """
-MACHINERY = ("parmagic/", "joblib", "loky", "concurrent", "threading.py", "queue.py",
-             "interactiveshell.py", "skipping hidden", "RemoteTraceback",
-             "direct cause", "During handling")
-
-
 def shown(tmp_path, script):
     stdout, stderr = run_ipython(tmp_path, PRELUDE + script)
-    text = stdout + stderr
-    for internal in MACHINERY:
-        assert internal not in text, f"{internal!r} shown:\n{text}"
-    return text
-
-
-def in_order(text, *parts):
-    """Each of ``parts`` is in ``text``, one after the other."""
-    position = 0
-    for part in parts:
-        found = text.find(part, position)
-        assert found >= 0, f"{part!r} not found after position {position} in:\n{text}"
-        position = found + len(part)
+    assert_no_machinery(stdout + stderr)
+    return stdout + stderr
 
 
 def test_a_failing_item_shows_the_cell_then_the_function_then_the_note(tmp_path):
