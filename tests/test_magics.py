@@ -174,6 +174,16 @@ def test_help_documents_every_option_and_shows_examples(shell, magic, kind):
                 assert listed & set(action.option_strings), action.option_strings
 
 
+@pytest.mark.parametrize("magic, kind", [("pmap", "line"), ("parmap", "cell")])
+def test_help_reads_as_plain_text(shell, magic, kind):
+    doc = shell.magics_manager.magics[kind][magic].__doc__
+    assert doc.startswith(f"%{magic} [")  # the usage line, without RST's "::" before it
+    assert "::" not in doc and "<" not in doc, doc  # no RST markers, no <METAVARS>
+    if kind == "cell":
+        example = doc[doc.index("In [1]: %%parmap"):doc.index("In [2]")]
+        assert "import time" in example.split("def ")[0]  # it uses time.sleep
+
+
 def test_functions_read_notebook_globals_at_call_time(shell):
     cell(shell, "K = 1\ndef add_k(x):\n    return x + K\n")
     cell(shell, "K = 5")

@@ -104,3 +104,22 @@ time.sleep(0)  # the end line is printed by the run's own thread, before wait re
     assert ("ZeroDivisionError: division by zero; item 2 (0) failed; 3 of 4 results had "
             "finished and are kept in the run record (_parmap.results in IPython) "
             "(.result() raises it)") in stdout
+
+
+def test_the_mutation_warning_reads_plainly_and_filters_as_any_warning(tmp_path):
+    stdout, stderr = run_ipython(tmp_path, PRELUDE + """\
+A = [0, 0, 0, 0]
+def update_array(i):
+    global A
+    A[i] = i
+%pmap -n 2 --no-progress update_array range(4)
+import warnings
+warnings.filterwarnings("ignore", category=parmagic.GlobalMutationWarning)
+%pmap -n 2 --no-progress update_array range(4)
+print("after the filter")
+""".replace("import warnings", "import parmagic, warnings"))
+    assert stderr.startswith("GlobalMutationWarning: update_array changes the global A "
+                             "(line 9: A[i] = i)."), stderr  # no file name and line first
+    assert stderr.count("GlobalMutationWarning") == 1  # the filter silenced the second run
+    assert max(map(len, stderr.splitlines())) <= 88  # wrapped for the notebook
+    assert "after the filter" in stdout
