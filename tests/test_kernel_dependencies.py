@@ -82,6 +82,7 @@ SETATTR_LINE = NOTEBOOK_STATE.splitlines().index("    setattr(cfg, 'x', i)") + 1
 def test_changes_to_objects_of_notebook_classes_are_warned_about(kernel, func, name, where):
     kernel.text(NOTEBOOK_STATE)
     shown = kernel.text(f"values = %pmap -n 2 --no-progress {func} range(4)")
+    shown = " ".join(shown.split())  # the warning is wrapped to the notebook's width
     assert shown.count("GlobalMutationWarning") == 1, shown
     assert f"{func} changes the global {name} {where}" in shown
     assert f"the notebook's {name} is unchanged" in shown
