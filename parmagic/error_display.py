@@ -70,6 +70,11 @@ class _Rendering:
         self.exc = exc
         self.worker_tb = worker_tb
 
+    def __reduce__(self):
+        # the exception stays picklable: tracebacks are not, so a copy
+        # renders what its own traceback has
+        return (_Rendering, (self.exc, None))
+
     def __call__(self):
         from IPython import get_ipython
 

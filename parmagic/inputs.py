@@ -1,6 +1,6 @@
 """The iterables of a run: checked up front, then read lazily."""
 
-import collections
+import bisect
 import itertools
 
 from .errors import ParmagicInputError
@@ -34,17 +34,16 @@ def default_labels(n_iterables):
 
 
 class Inputs:
-    """The zipped iterables, read lazily; remembers items still in flight so
-    a failure can show the item's value."""
+    """The zipped iterables, read lazily; remembers the items still in
+    flight, chunk by chunk, so a failure can show the item's value."""
 
     def __init__(self, iterables, star):
         self.length = _common_length(iterables)
         self.n_read = 0
-        self._in_flight = {}
+        self._in_flight = _InFlight()
         source = iterables[0] if len(iterables) == 1 else zip(*iterables)
         self._iterator = iter(source)
-        # zip(items) makes the 1-tuples func(*args) needs without a Python call
-        self._as_args = zip if len(iterables) == 1 and not star else _as_given
+        self._spread = len(iterables) == 1 and not star  # each item is the one argument
 
     def has_items(self):
         """Whether there is at least one item (reads it ahead if needed)."""
@@ -55,34 +54,124 @@ class Inputs:
 
     def calls(self):
         """The ``(index, args)`` calls, one at a time or, through the
-        iterator's ``take(n)``, a list of up to ``n`` at once."""
+        iterator's ``take(n)``, a ``CallChunk`` of up to ``n`` at once."""
         return _Calls(self.take)
 
     def take(self, n):
-        """The next (up to) ``n`` calls as a list, read in one go: for tiny
-        items, per-item Python here is a large part of a run's cost."""
+        """The next (up to) ``n`` calls as a ``CallChunk``, read in one go:
+        for tiny items, per-item Python here is a large part of a run's
+        cost."""
         items = list(itertools.islice(self._iterator, n))
-        indices = range(self.n_read, self.n_read + len(items))
+        chunk = CallChunk(self.n_read, items, self._spread)
         self.n_read += len(items)
-        self._in_flight.update(zip(indices, items))
-        return list(zip(indices, self._as_args(items)))
+        if items:
+            self._in_flight.add(chunk)
+        return chunk
 
     def item(self, index):
         """The value of an item still in flight."""
-        return self._in_flight.get(index)
+        return self._in_flight.item(index)
 
     def call_again(self, index):
         """The ``(index, args)`` call of an item still in flight, to run it
         again (``--retries``)."""
-        return index, next(iter(self._as_args([self._in_flight[index]])))
+        item = self._in_flight.item(index)
+        return index, (item,) if self._spread else item
 
     def finished(self, indices, wanted):
         """Forget the finished ``indices``; return the items of those in
         ``wanted`` (the failed ones, whose values the errors show)."""
-        in_flight = self._in_flight
-        items = {index: in_flight.get(index) for index in wanted}
-        collections.deque(map(in_flight.__delitem__, indices), maxlen=0)
+        items = {index: self._in_flight.item(index) for index in wanted}
+        self._in_flight.done(indices)
         return items
+
+
+class _InFlight:
+    """Chunks read and not finished yet, by first index; a chunk goes once
+    all its items have (usually in one step: a chunk comes back whole)."""
+
+    def __init__(self):
+        self._starts = []  # increasing, as chunks are read in order
+        self._chunks = {}  # start -> [items, how many are not finished]
+
+    def add(self, chunk):
+        self._starts.append(chunk.start)
+        self._chunks[chunk.start] = [chunk.items, len(chunk.items)]
+
+    def item(self, index):
+        start = self._start_of(index)
+        return None if start is None else self._chunks[start][0][index - start]
+
+    def done(self, indices):
+        if not indices:
+            return
+        first = indices[0]
+        entry = self._chunks.get(first)
+        if entry is not None and entry[1] == len(entry[0]) == len(indices) \
+                and indices[-1] == first + len(indices) - 1:
+            self._forget(first)  # the usual case: a whole chunk, in order
+            return
+        for index in set(indices):
+            start = self._start_of(index)
+            if start is not None:
+                entry = self._chunks[start]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    self._forget(start)
+
+    def _start_of(self, index):
+        position = bisect.bisect_right(self._starts, index) - 1
+        if position < 0:
+            return None
+        start = self._starts[position]
+        return start if index < start + len(self._chunks[start][0]) else None
+
+    def _forget(self, start):
+        del self._chunks[start]
+        self._starts.pop(bisect.bisect_left(self._starts, start))
+
+
+class CallChunk:
+    """Consecutive calls read in one go, kept as their first index and their
+    items: it reads as a sequence of ``(index, args)`` calls, but neither
+    here nor in the worker does it make a tuple per item (for tiny items,
+    making and pickling those was most of what a call cost). ``spread``:
+    each item is the one argument (one iterable, no ``star``); otherwise
+    each item is the argument tuple."""
+
+    __slots__ = ("start", "items", "spread")
+
+    def __init__(self, start, items, spread):
+        self.start = start
+        self.items = items
+        self.spread = spread
+
+    def indices(self):
+        return range(self.start, self.start + len(self.items))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __iter__(self):
+        return zip(self.indices(), zip(self.items) if self.spread else self.items)
+
+    def __getitem__(self, position):  # rare: an error, a retry, the cache
+        return list(self)[position]
+
+    def __add__(self, other):
+        return list(self) + list(other)
+
+    def __radd__(self, other):
+        return list(other) + list(self)
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __repr__(self):
+        return f"CallChunk({list(self)!r})"
+
+    def __reduce__(self):
+        return (CallChunk, (self.start, self.items, self.spread))
 
 
 class _Calls:
@@ -99,10 +188,6 @@ class _Calls:
         if not calls:
             raise StopIteration
         return calls[0]
-
-
-def _as_given(items):
-    return items  # the worker calls func(*item); a non-iterable item fails there
 
 
 def _common_length(iterables):

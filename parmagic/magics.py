@@ -1,5 +1,6 @@
 """``%pmap`` and ``%%parmap``: parse what the user typed, then call the engine."""
 
+import argparse
 import ast
 import functools
 
@@ -317,22 +318,11 @@ class ParMagic(Magics):
 
     # -- helpers shared by both magics ----------------------------------------
     def _parse_options(self, magic, line):
-        parser = magic.parser
-        parser.allow_abbrev = False
-
-        def takes_value(word):
-            action = parser._option_string_actions.get(word)
-            return action is not None and action.nargs != 0
-
-        cell_magic = magic.__name__ == "parmap"
-        words, rest = parsing.split_options(
-            line, takes_value, is_option=parser._option_string_actions.__contains__,
-            magic=f"{'%%' if cell_magic else '%'}{magic.__name__}")
-        options = parser.parse_args(words)  # errors are UsageErrors already
+        options, rest = _parsed_options(magic.parser, magic.__name__, line)
         for name in (options.out, getattr(options, "func", None)):
             if name is not None and not name.isidentifier():
                 raise UsageError(f"{name!r} is not a valid Python name")
-        return options, rest
+        return argparse.Namespace(**vars(options)), rest  # the cached one stays as it is
 
     def _namespace(self, local_ns):
         if local_ns is None or local_ns is self.shell.user_ns:
@@ -416,6 +406,21 @@ class ParMagic(Magics):
         if live:
             live_view.show(handle)
         return handle
+
+
+@functools.lru_cache(maxsize=256)  # a warm call often repeats a line: parse it once
+def _parsed_options(parser, magic_name, line):
+    """(options, rest of the line) of ``line`` typed after ``%magic_name``."""
+    parser.allow_abbrev = False
+
+    def takes_value(word):
+        action = parser._option_string_actions.get(word)
+        return action is not None and action.nargs != 0
+
+    words, rest = parsing.split_options(
+        line, takes_value, is_option=parser._option_string_actions.__contains__,
+        magic=f"{'%%' if magic_name == 'parmap' else '%'}{magic_name}")
+    return parser.parse_args(words), rest  # errors are UsageErrors already
 
 
 def _first_set(*values):

@@ -15,6 +15,7 @@ lost. Two layers find it:
 """
 
 import ast
+import functools
 import inspect
 import textwrap
 import types
@@ -110,6 +111,7 @@ def _parse_function(func, fallback_source):
     return None, [], 1
 
 
+@functools.lru_cache(maxsize=_PARSED_MAX)  # nodes are kept in _PARSED: walk each once
 def _local_names(function_node):
     """Names bound inside the function (parameters, assignments, loop and
     comprehension variables, imports, nested defs), minus ``global`` ones."""
@@ -125,7 +127,7 @@ def _local_names(function_node):
             bound.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return _Scope(bound - declared_global, declared_global)
+    return _Scope(frozenset(bound - declared_global), frozenset(declared_global))
 
 
 class _Scope:

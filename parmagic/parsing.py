@@ -14,6 +14,7 @@ Three steps, none of which evaluates anything:
 """
 
 import ast
+import functools
 import io
 import tokenize
 
@@ -133,7 +134,7 @@ def _looks_like_option(word):
 
 def split_func_and_iterables(text, usage=LINE_USAGE):
     """Return the FUNC expression and the ITERABLE expressions, as source text."""
-    expressions = _expressions(text, usage)
+    expressions = list(_expressions(text, usage))
     if len(expressions) < 2:
         raise ParmagicInputError(_usage_message(usage, "missing ITERABLE"))
     return expressions[0], expressions[1:]
@@ -141,17 +142,18 @@ def split_func_and_iterables(text, usage=LINE_USAGE):
 
 def split_iterables(text, usage=CELL_USAGE):
     """The ITERABLE expressions of ``%%parmap``, as source text."""
-    expressions = _expressions(text, usage)
+    expressions = list(_expressions(text, usage))
     if not expressions:
         raise ParmagicInputError(_usage_message(usage, "missing ITERABLE"))
     return expressions
 
 
+@functools.lru_cache(maxsize=256)  # a warm call often repeats a line: parse it once
 def _expressions(text, usage):
     text = text.strip()
     if not text:
-        return []
-    chunks = [chunk.text for chunk in split_chunks(text)]
+        return ()
+    chunks = tuple(chunk.text for chunk in split_chunks(text))
     if len(chunks) >= 2 and all(_compiles(chunk) for chunk in chunks):
         return chunks
     try:
@@ -161,8 +163,8 @@ def _expressions(text, usage):
             _usage_message(usage, f"cannot parse {text!r} ({exc.msg})")
         ) from None
     if isinstance(tree.body, ast.Tuple) and len(tree.body.elts) >= 2:
-        return [ast.get_source_segment(text, element) for element in tree.body.elts]
-    return [text]
+        return tuple(ast.get_source_segment(text, element) for element in tree.body.elts)
+    return (text,)
 
 
 def _compiles(source):

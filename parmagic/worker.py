@@ -186,12 +186,15 @@ def _cpu_clock():
 
 def _call_each(func, calls, options, batch, sink):
     """The calls without a time limit: the per-item loop of tiny items, so
-    it does only what each item needs (mark it for capture, call, keep)."""
+    it does only what each item needs (mark it for capture, call, keep).
+    A chunk of one-argument items (``inputs.CallChunk``) is read as
+    (index, item) pairs, without a tuple per item."""
     indices, values = batch.indices, batch.values
-    for index, args in calls:
+    spread = getattr(calls, "spread", False)
+    for index, args in zip(calls.indices(), calls.items) if spread else calls:
         sink.index = index
         try:
-            value = func(*args)
+            value = func(args) if spread else func(*args)
         except (Exception, SystemExit) as exc:
             value = None
             batch.failures[index] = _failure(exc, options)

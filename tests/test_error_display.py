@@ -2,6 +2,8 @@
 line, the function's lines, the exception and parmagic's note; no frames of
 parmagic, joblib, loky, concurrent.futures or IPython itself."""
 
+import pickle
+
 import pytest
 from shown import assert_no_machinery, in_order
 
@@ -68,3 +70,12 @@ def test_result_of_a_cancelled_background_run_says_it_was_cancelled(shell, capsy
     assert_no_machinery(text)
     assert "----> 1 run.result()" in text
     assert "RunCancelled" in text and "parmagic: cancelled; 0 of 2 results finished" in text
+
+
+def test_a_failed_items_exception_still_pickles(shell):
+    shell.run_cell(CELL)
+    shell.run_cell("%pmap -n 2 inv [1, 0]")
+    error = shell.user_ns["_parmap"].errors[1].exception
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ZeroDivisionError and copy.__notes__ == error.__notes__
+    assert copy._render_traceback_()[-2:] == error._render_traceback_()[-2:]  # the same end
