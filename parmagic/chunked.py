@@ -22,7 +22,7 @@ from .worker import Batch
 _IN_FLIGHT_PER_WORKER = 2
 # Adaptive chunking: aim for chunks of this many seconds, up to _MAX_CHUNK items.
 _TARGET_CHUNK_SECONDS = 0.05
-_MAX_CHUNK = 1024
+_MAX_CHUNK = 4096
 # Up to this many items per worker, a run is one chunk per worker.
 _FEW_PER_WORKER = 2
 # An item that ignores its time limit is given up on this long after it, at

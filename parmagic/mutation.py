@@ -299,8 +299,8 @@ class MutationCheck:
         return sorted({finding.name for finding in self.findings} | self.changed)
 
     def report(self, func_name, results):
-        if not self.active:
-            return
+        if not self.active or not (self.findings or self.changed):
+            return  # nothing to warn about: results are not even looked at
         done = [value for value in results if value is not NOT_COMPUTED]
         all_none = bool(done) and all(value is None for value in done)
         code = getattr(self.func, "__code__", None)

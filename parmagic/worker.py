@@ -23,7 +23,7 @@ from .mutation import GlobalWatch
 from .time_limits import TimeLimitReached, time_limit
 from .tracebacks import frames_of
 from .worker_process import prepare_worker
-from .worker_setup import Setup
+from . import worker_setup  # its Setup, looked up at call time: it imports this module
 
 # Results of these types always pickle; others are pickled once in the worker
 # (see Batch.__reduce__) so that a failure is pinned on its own item.
@@ -145,7 +145,7 @@ def run_calls(func, calls, options=CallOptions()):
     """A ``Batch`` for the ``(index, args)`` calls. The globals are
     fingerprinted once around all the calls (cheap per chunk). ``func`` may
     be a ``Setup``: its SETUP runs first, where it has not run yet."""
-    if isinstance(func, Setup):
+    if isinstance(func, worker_setup.Setup):
         return func.run_calls(calls, options)
     watch = GlobalWatch(func) if options.watch_globals else None
     before = watch.snapshot() if watch else None
