@@ -57,6 +57,7 @@ class BackgroundRun:
                 self._on_done(self)
         except BaseException as exc:  # kept for result(); the thread ends quietly
             self._error = exc
+            self._error_tb = exc.__traceback__  # each result() raises it from here
         finally:
             self._started.set()
             try:
@@ -86,7 +87,7 @@ class BackgroundRun:
         if not self.wait(timeout):
             raise TimeoutError(f"the run is still going after {timeout} s")
         if self._error is not None:
-            raise show_cleanly(self._error)
+            raise show_cleanly(self._error.with_traceback(self._error_tb))
         return self._record.results
 
     def cancel(self):
