@@ -238,7 +238,7 @@ class Chunk:
 
     def __init__(self, func, calls, options=CallOptions(), sharing=None):
         self.func = func
-        self.calls = calls  # list of (index, args)
+        self.calls = calls  # (index, args) calls: a list, or an inputs.CallChunk
         self.options = options
         self.sharing = sharing
 
