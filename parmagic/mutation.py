@@ -19,7 +19,6 @@ import functools
 import inspect
 import textwrap
 import types
-import warnings
 import zlib
 
 from . import warning_display
@@ -338,6 +337,4 @@ def warn(func_name, findings, changed_names, isolation, all_none, filename):
         )
     if all_none:
         text += f" Every result is None: {func_name} returns nothing."
-    # warn_explicit with no registry: shown on every run, still filterable
-    with warning_display.readable(GlobalMutationWarning):
-        warnings.warn_explicit(text, GlobalMutationWarning, filename or "<parmagic>", lineno)
+    warning_display.warn(text, GlobalMutationWarning, filename or "<parmagic>", lineno)

@@ -9,12 +9,11 @@ anyway, and sizes the pool by what it found.
 """
 
 import functools
-import warnings
 
 import joblib
 
 from . import joblib_internals as internals
-from .warning_display import readable
+from . import warning_display
 
 
 class OversubscriptionWarning(UserWarning):
@@ -118,7 +117,4 @@ def warn_if_oversubscribed(n_jobs, workers):
         "waits for them to start; they stop when the run ends. Use -n -1 "
         "(n_jobs=-1) for one per core, or -b threading for work that mostly waits."
     )
-    # no registry: shown on every run that oversubscribes, still filterable;
-    # read as "OversubscriptionWarning: ...", with no file and line before it
-    with readable(OversubscriptionWarning):
-        warnings.warn_explicit(text, OversubscriptionWarning, "parmagic", 0)
+    warning_display.warn(text, OversubscriptionWarning, "parmagic", 0)

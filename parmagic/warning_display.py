@@ -36,3 +36,11 @@ def readable(category):
     finally:
         if warnings.formatwarning is format_warning:
             warnings.formatwarning = _PYTHONS_OWN
+
+
+def warn(text, category, filename, lineno):
+    """Issue one of parmagic's warnings, read as ``Category: text``. No
+    registry: it is shown on every run that has it, and filters still apply.
+    ``filename`` and ``lineno`` are what a filter by module or line sees."""
+    with readable(category):
+        warnings.warn_explicit(text, category, filename, lineno)
