@@ -15,6 +15,12 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def shown_traceback(content):
+    """The traceback of an error reply or message (its ``content``), as the
+    user reads it: lines joined, colours left out."""
+    return ANSI_CODES.sub("", "\n".join(content["traceback"]))
+
+
 class Kernel:
     """A live kernel and what it printed for each executed cell."""
 
@@ -50,8 +56,7 @@ class Kernel:
                 outputs.append((kind, data.get("text/plain", "")))
             elif kind == "error":
                 outputs.append(("error", f"{content['ename']}: {content['evalue']}"))
-                lines = "\n".join(content["traceback"])
-                outputs.append(("traceback", ANSI_CODES.sub("", lines)))
+                outputs.append(("traceback", shown_traceback(content)))
 
         reply = self.client.execute_interactive(code, timeout=timeout, output_hook=collect)
         return reply["content"], outputs

@@ -2,12 +2,10 @@
 in a later cell reach the cache, changes to objects of notebook classes
 reach the mutation warning, and their methods' lines reach tracebacks."""
 
-import re
 
 import pytest
-from kernel import parmagic_kernel
+from kernel import parmagic_kernel, shown_traceback
 
-ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 SCALER = '''
 class Scaler:
@@ -98,6 +96,6 @@ def test_a_failure_in_a_method_shows_the_line_of_its_cell(kernel):
     kernel.text("def checked(x):\n    return Checker().check(x)\n")
     reply, _ = kernel.execute("%pmap -n 2 --no-progress checked range(4)")
     assert reply["status"] == "error" and reply["ename"] == "ValueError"
-    text = ANSI_COLOURS.sub("", "\n".join(reply["traceback"]))
+    text = shown_traceback(reply)
     assert "raise ValueError('two is not allowed')" in text
     assert "return Checker().check(x)" in text

@@ -3,12 +3,10 @@ defined in the notebook is caught by its own ``except`` (and ``except*``)
 in the same cell, and a ``%%parmap`` cell with a syntax error shows it as
 running the cell would."""
 
-import re
 
 import pytest
-from kernel import parmagic_kernel
+from kernel import parmagic_kernel, shown_traceback
 
-ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 NOTEBOOK = '''
 class MyError(Exception):
@@ -53,7 +51,7 @@ def test_parmap_cell_with_a_syntax_error_shows_it_and_its_line(kernel):
     def collect(message):
         content = message["content"]
         if message["msg_type"] == "error":
-            errors.append((content["ename"], ANSI_COLOURS.sub("", "\n".join(content["traceback"]))))
+            errors.append((content["ename"], shown_traceback(content)))
         elif message["msg_type"] == "stream":
             streams.append(content["text"])
 

@@ -5,10 +5,9 @@ next %pmap works, and no stray worker process or temporary file is left."""
 import re
 
 import pytest
-from kernel import parmagic_kernel
+from kernel import parmagic_kernel, shown_traceback
 from platforms import needs_posix
 
-ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 HELPERS = '''
 import os, sys, time, signal, threading, ctypes
@@ -65,10 +64,6 @@ def kernel():
         yield live
 
 
-def traceback_text(reply):
-    return ANSI_COLOURS.sub("", "\n".join(reply["traceback"]))
-
-
 def error_of(kernel, code, timeout=60):
     reply, outputs = kernel.execute(code, timeout=timeout)
     assert reply["status"] == "error", outputs
@@ -89,7 +84,7 @@ def assert_recovered(kernel):
 def test_failing_item_names_the_item_keeps_results_and_shows_user_code(kernel):
     reply = error_of(kernel, "%pmap -n 2 inv [1, 2, 0, 4]")
     assert reply["ename"] == "ZeroDivisionError"
-    text = traceback_text(reply)
+    text = shown_traceback(reply)
     assert "return 1 / x" in text
     assert "item 2 (0) failed" in text
     assert "joblib" not in text and "loky" not in text
@@ -142,7 +137,7 @@ def test_interrupt_stops_within_two_seconds_and_keeps_results(kernel):
     reply, answered_in = kernel.interrupt_after("%pmap -n 2 slow [0.5]*40", seconds=2.5)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     assert answered_in < 2
-    assert "interrupted" in traceback_text(reply)
+    assert "interrupted" in shown_traceback(reply)
     shown = kernel.text("print(_parmap.status, _parmap.n_finished)")
     status, finished = shown.split()
     assert status == "interrupted" and 2 <= int(finished) < 40
@@ -154,7 +149,7 @@ def test_timeout_names_the_item_and_the_pool_stays_usable(kernel):
     reply = error_of(kernel, "%pmap -n 2 --timeout 1 slow [0.1, 30, 0.2]", timeout=20)
     assert reply["ename"] == "ItemTimeoutError"
     assert "1 s time limit" in reply["evalue"]
-    text = traceback_text(reply)
+    text = shown_traceback(reply)
     assert "item 1 (30) failed" in text and "time.sleep(seconds)" in text
     assert_recovered(kernel)
 
@@ -174,12 +169,12 @@ def test_timeout_names_the_item_and_the_pool_stays_usable(kernel):
 def test_worker_crash_is_a_clear_error_and_the_kernel_lives(kernel, how, ename, says):
     reply = error_of(kernel, f"%pmap -n 2 crash ['fine', 'fine', {how!r}, 'fine']")
     assert reply["ename"] == ename
-    assert says in traceback_text(reply)  # ends with "ename: evalue", as the user reads it
+    assert says in shown_traceback(reply)  # ends with "ename: evalue", as the user reads it
     if ename == "WorkerCrashError":  # names every item in flight, item 2 among them
         named = re.search(r"running items? ([\d, ]+)", reply["evalue"]).group(1)
         assert "2" in named.split(", ")
     else:
-        assert "item 2 ('" in traceback_text(reply)
+        assert "item 2 ('" in shown_traceback(reply)
     # every item that is not reported as failed has its result
     shown = kernel.text(
         "print(2 in _parmap.errors, all(_parmap.results[i] == 'fine' "
@@ -204,7 +199,7 @@ def test_unpicklable_item_and_result_name_the_item(kernel):
     reply = error_of(kernel, "%pmap -n 2 makes_lock [1, 2]")
     assert reply["ename"] == "NotPicklableError"
     assert "the result, a lock" in reply["evalue"] and "-b threading" in reply["evalue"]
-    assert re.search(r"item [01] \([12]\) failed", traceback_text(reply))
+    assert re.search(r"item [01] \([12]\) failed", shown_traceback(reply))
     assert_recovered(kernel)
 
 

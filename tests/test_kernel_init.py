@@ -1,12 +1,10 @@
 """``--init SETUP`` in a live kernel: the issue's example of a slow model
 loaded once per worker, and a failing SETUP as the user reads it."""
 
-import re
 
 import pytest
-from kernel import parmagic_kernel
+from kernel import parmagic_kernel, shown_traceback
 
-ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 NOTEBOOK = '''
 import os, time
@@ -60,7 +58,7 @@ def test_setup_runs_once_per_worker_and_the_notebook_keeps_its_namespace(kernel,
 def test_a_failing_setup_is_a_clear_error_and_the_next_run_works(kernel):
     reply, outputs = kernel.execute("%pmap -n 2 --no-progress --init setup_broken predict range(40)")
     assert reply["status"] == "error" and reply["ename"] == "TypeError"
-    shown = ANSI_COLOURS.sub("", "\n".join(reply["traceback"]))
+    shown = shown_traceback(reply)
     assert "parmagic: SETUP setup_broken failed in a worker; 40 items were not run" in shown
     assert 'return weights["w"]' in shown  # SETUP's own line from its cell
     assert "worker.py" not in shown and "joblib" not in shown and "loky" not in shown

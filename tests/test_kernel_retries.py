@@ -3,12 +3,10 @@ class the notebook defines is retried and succeeds; when retries run out the
 user sees the item's own exception and a note saying after how many
 attempts; a worker that dies is replaced and its items run again."""
 
-import re
 
 import pytest
-from kernel import parmagic_kernel
+from kernel import parmagic_kernel, shown_traceback
 
-ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 NOTEBOOK = '''
 import os
@@ -64,7 +62,7 @@ def test_when_retries_run_out_the_original_exception_and_the_note_are_shown(kern
         if message["msg_type"] == "error":
             content = message["content"]
             errors.append((content["ename"], content["evalue"],
-                           ANSI_COLOURS.sub("", "\n".join(content["traceback"]))))
+                           shown_traceback(content)))
 
     reply = kernel.client.execute_interactive(
         "%pmap -n 2 --no-progress --retries 1 fetch range(4)", timeout=60,

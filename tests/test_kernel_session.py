@@ -1,11 +1,9 @@
 """%pmap in a live ipykernel, driven through jupyter_client."""
 
-import re
 
 import pytest
-from kernel import parmagic_kernel
+from kernel import parmagic_kernel, shown_traceback
 
-ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +46,7 @@ def test_item_error_names_the_item_and_keeps_results(kernel):
     reply, _ = kernel.execute("%pmap -n 2 --batch-size 1 inv [1, 2, 0, 4]")
     assert reply["status"] == "error"
     assert reply["ename"] == "ZeroDivisionError"
-    traceback = ANSI_COLOURS.sub("", "\n".join(reply["traceback"]))
+    traceback = shown_traceback(reply)
     assert "return 1 / x" in traceback
     assert "item 2 (0)" in traceback
     shown = kernel.text("print(_parmap.results[2], list(_parmap.errors), _parmap.n_finished)")
