@@ -73,7 +73,7 @@ class ParallelRun:
             # The backend itself failed on the next item in order (a lost
             # connection, a task it could not send): the item gets the error
             # and the run ends there.
-            yield Batch.failed([received], lambda: exc)
+            yield Batch.failed([received], lambda error=exc: error)
 
     def stop(self, grace):
         """Close joblib's generator, which cancels what has not started."""
