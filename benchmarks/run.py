@@ -5,7 +5,9 @@ defined in a notebook (a real IPython shell) over the notebook's data.
 Every pool is warm before it is timed (except in the first-call row, which
 starts a fresh Python process per run), each number is the median of
 interleaved repeats, and every ratio is measured in this same run. Prints a
-table and writes benchmarks/RESULTS.md. ``BENCH_REPEATS=1`` for a quick try.
+table and writes benchmarks/RESULTS.md. ``BENCH_REPEATS=1`` for a quick try;
+``BENCH_CASES=tiny,global`` times only the rows whose names contain one of
+those words, prints them and writes nothing.
 """
 
 import contextlib
@@ -27,6 +29,7 @@ from notebook import Notebook  # noqa: E402
 from peers import PEERS, SERIAL, Peers  # noqa: E402
 
 QUICK = os.environ.get("BENCH_REPEATS")
+ONLY = [word for word in os.environ.get("BENCH_CASES", "").lower().split(",") if word]
 
 
 @dataclass
@@ -128,6 +131,8 @@ def generator_memory(notebook):
 def measure_warm(notebook, tools):
     table, correct, once = {}, {}, {}
     for case in CASES:
+        if ONLY and not any(word in case.name.lower() for word in ONLY):
+            continue
         started = time.perf_counter()
         with quiet():
             table[case.name], correct[case.name], once[case.name] = interleaved_medians(
@@ -158,6 +163,8 @@ def main():
         tools = peers.tools()
         print(f"warm runs ({len(tools)} tools):", flush=True)
         table, correct, once = measure_warm(notebook, tools)
+        if ONLY:
+            return
         memory_started = time.perf_counter()
         with quiet():
             memory = generator_memory(notebook)

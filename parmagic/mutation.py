@@ -232,9 +232,9 @@ class GlobalWatch:
         return {key: _fingerprint(holder[key[1]]) for key, holder in self.watched.items()
                 if key[1] in holder}
 
-    def changed(self, before):
-        """Names whose fingerprint differs from ``before``."""
-        after = self.snapshot()
+    @staticmethod
+    def changed(before, after):
+        """Names whose fingerprint differs between two snapshots."""
         return sorted({key[1] for key, fingerprint in before.items()
                        if after.get(key) != fingerprint})
 

@@ -141,14 +141,15 @@ def call_item(func, index, args, options=CallOptions()):
     return run_calls(func, [(index, args)], options)
 
 
-def run_calls(func, calls, options=CallOptions()):
+def run_calls(func, calls, options=CallOptions(), kept=None):
     """A ``Batch`` for the ``(index, args)`` calls. The globals are
     fingerprinted once around all the calls (cheap per chunk). ``func`` may
-    be a ``Setup``: its SETUP runs first, where it has not run yet."""
+    be a ``Setup``: its SETUP runs first, where it has not run yet.
+    ``kept``: the ``KeptRun`` of a worker process that runs several chunks
+    of one run, which also keeps what the fingerprints need."""
     if isinstance(func, worker_setup.Setup):
-        return func.run_calls(calls, options)
-    watch = GlobalWatch(func) if options.watch_globals else None
-    before = watch.snapshot() if watch else None
+        return func.run_calls(calls, options, kept)
+    watch, before = _watch_before(func, options, kept)
     clock = _cpu_clock()
     started, cpu_started = time.time(), clock()
     batch = Batch()
@@ -172,8 +173,27 @@ def run_calls(func, calls, options=CallOptions()):
     worker = (os.getpid(), threading.get_ident())
     batch.span = (worker, started, time.time() - started, clock() - cpu_started)
     if watch:
-        batch.changed_globals = watch.changed(before)
+        after = watch.snapshot()
+        batch.changed_globals = watch.changed(before, after)
+        if kept is not None:
+            kept.snapshot = after
     return batch
+
+
+def _watch_before(func, options, kept):
+    """(the run's ``GlobalWatch``, the globals' fingerprints before these
+    calls), or (None, None) without the mutation check. A kept run's
+    fingerprints after its previous chunk are still those before this one:
+    nothing of the run ran in this thread meanwhile."""
+    if not options.watch_globals:
+        return None, None
+    if kept is None:
+        watch = GlobalWatch(func)
+        return watch, watch.snapshot()
+    if kept.watch is None:
+        kept.watch = GlobalWatch(func)
+    before, kept.snapshot = kept.snapshot, None  # None again if these calls fail
+    return kept.watch, before if before is not None else kept.watch.snapshot()
 
 
 def _cpu_clock():
@@ -233,25 +253,53 @@ class Chunk:
 
     With ``sharing`` (a ``shared_data.RunSharing``, on the loky path) the
     chunk pickles itself, large arrays going through shared memory: as it
-    is pickled in the parent, only small references travel.
+    is pickled in the parent, only small references travel, and the worker
+    unpickles the function once per run (``kept_run``).
     """
 
-    def __init__(self, func, calls, options=CallOptions(), sharing=None):
+    def __init__(self, func, calls, options=CallOptions(), sharing=None, kept=None):
         self.func = func
         self.calls = calls  # (index, args) calls: a list, or an inputs.CallChunk
         self.options = options
         self.sharing = sharing
+        self.kept = kept  # in a worker: the run's KeptRun
 
     def __call__(self):
         prepare_worker()
-        return run_calls(self.func, self.calls, self.options)
+        return run_calls(self.func, self.calls, self.options, self.kept)
 
     def __reduce__(self):
         if self.sharing is None:
             return (Chunk, (self.func, self.calls, self.options))
-        return (_unpickled_chunk, (self.sharing.dumps_once(self.func),
+        return (_unpickled_chunk, (self.sharing.token, self.sharing.dumps_once(self.func),
                                    self.sharing.dumps((self.calls, self.options))))
 
 
-def _unpickled_chunk(func_data, data):
-    return Chunk(pickle.loads(func_data), *pickle.loads(data))
+class KeptRun:
+    """What a worker process keeps of one run between its chunks, per
+    thread: the function, unpickled once (so its globals live on from
+    chunk to chunk, as in any process, and a notebook function costs one
+    unpickling, not one per chunk), and the mutation check's watch with
+    the last fingerprints it took."""
+
+    def __init__(self, func):
+        self.func = func
+        self.watch = None
+        self.snapshot = None
+
+
+_kept = {}  # (run token, thread id) -> KeptRun, for the latest run only
+_kept_lock = threading.Lock()
+
+
+def _unpickled_chunk(token, func_data, data):
+    key = (token, threading.get_ident())
+    with _kept_lock:
+        kept = _kept.get(key)
+    if kept is None:
+        kept = KeptRun(pickle.loads(func_data))
+        with _kept_lock:
+            if any(other != token for other, _ in _kept):
+                _kept.clear()  # an earlier run's: its chunks are done here
+            _kept[key] = kept
+    return Chunk(kept.func, *pickle.loads(data), kept=kept)

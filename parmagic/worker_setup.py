@@ -43,14 +43,14 @@ class Setup:
     def __reduce__(self):
         return (_setup_in_worker, (self.token, self.init, self.func))
 
-    def run_calls(self, calls, options):
+    def run_calls(self, calls, options, kept=None):
         """``run_calls`` once SETUP has run here; what SETUP prints goes
         with the first item."""
         first = calls[0][0]
         printed = {}
         func, failure = self._prepared(printed if options.capture else None, first)
         if failure is None:
-            batch = worker.run_calls(func, calls, options)
+            batch = worker.run_calls(func, calls, options, kept)
             if batch.changed_globals and self._assigned:
                 # what SETUP built is meant to live in the worker: using
                 # it is no change lost to the notebook

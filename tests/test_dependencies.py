@@ -1,10 +1,10 @@
 """The one walker of what a mapped function depends on."""
 
 import functools
-import linecache
 import pickle
 
 import numpy as np
+from cells import notebook_cell
 
 from parmagic.dependencies import notebook_code, state_bytes, walk
 
@@ -12,11 +12,7 @@ from parmagic.dependencies import notebook_code, state_bytes, walk
 def notebook(source, name="f"):
     """Run ``source`` as a notebook cell would (in ``__main__``'s name, with
     findable source) and return the namespace's ``name``."""
-    filename = f"<cell-{abs(hash(source))}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"__name__": "__main__", "np": np}
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace[name]
+    return notebook_cell(source, np=np)[name]
 
 
 def found(func, *kinds):

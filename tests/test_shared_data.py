@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from cells import notebook_cell
 from platforms import needs_linux, needs_posix
 from waiting import until
 
@@ -30,12 +31,7 @@ def test_array_items_are_shared_not_pickled():
 
 
 def notebook(source):
-    """Run ``source`` as a notebook cell would, in a namespace named
-    ``__main__``: its functions travel by value and read its globals there,
-    as notebook functions do (a test module's would be imported instead)."""
-    namespace = {"__name__": "__main__", "np": np, "pd": pd}
-    exec(textwrap.dedent(source), namespace)
-    return namespace
+    return notebook_cell(source, np=np, pd=pd)
 
 
 def test_a_global_array_is_copied_once_then_reused_and_changes_are_seen():
@@ -69,17 +65,50 @@ def test_writes_in_a_worker_stay_there_and_are_reported():
     assert all(-4.0 <= r <= -1.0 for r in results)
 
 
-def test_what_one_run_wrote_in_a_worker_never_reaches_the_next_run():
-    cell = notebook("""
+@pytest.mark.parametrize("spoil", ["BIG[:] = 1.0", "BIG[1_234_567] = 1.0"],
+                         ids=["every-page", "one-element"])
+def test_what_one_run_wrote_in_a_worker_never_reaches_the_next_run(spoil):
+    cell = notebook(f"""
         BIG = np.zeros(2_000_000)
         def spoil(i):
-            BIG[:] = 1.0
+            {spoil}
         def total(i):
             return float(BIG.sum())
     """)
-    with pytest.warns(GlobalMutationWarning):
+    with warnings.catch_warnings():
+        # (a write to one element may fall between the mutation check's samples)
+        warnings.simplefilter("ignore", GlobalMutationWarning)
         pmap(cell["spoil"], range(4), n_jobs=2, batch_size=1)
     assert pmap(cell["total"], range(4), n_jobs=2, batch_size=1) == [0.0] * 4
+
+
+@needs_linux("/proc/self/pagemap, which tells a kept mapping is unwritten")
+def test_a_worker_keeps_an_unwritten_mapping_for_the_next_run_and_remaps_a_written_one():
+    cell = notebook("""
+        import os
+        BIG = np.zeros(2_000_000)
+        def where(i):
+            return os.getpid(), BIG.__array_interface__["data"][0]
+        def poke(i):
+            BIG[i] = 1.0
+            return os.getpid(), BIG.__array_interface__["data"][0]
+    """)
+
+    def addresses(func):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GlobalMutationWarning)
+            return dict(pmap(cell[func], range(6), n_jobs=2, batch_size=1))
+
+    first = addresses("where")
+    again = addresses("where")
+    kept = [pid for pid in again if pid in first]
+    assert kept, "the second run found none of the first run's workers"
+    assert all(again[pid] == first[pid] for pid in kept)  # not mapped again
+    poked = addresses("poke")
+    after = addresses("where")
+    written = [pid for pid in after if pid in poked]
+    assert written
+    assert all(after[pid] != poked[pid] for pid in written)  # mapped afresh
 
 
 @pytest.mark.parametrize("make", [

@@ -1,0 +1,49 @@
+"""What a worker process keeps between the chunks of a run."""
+
+import warnings
+
+import pytest
+from cells import notebook_cell
+
+from parmagic import GlobalMutationWarning, pmap
+
+COUNTER = """
+    import os
+    calls = 0
+    def count(i):
+        global calls
+        calls += 1
+        return os.getpid(), calls
+"""
+
+
+def test_a_workers_globals_live_on_between_its_items_of_a_run_and_start_afresh_in_the_next():
+    count = notebook_cell(COUNTER)["count"]
+    for _ in range(2):  # the second run starts from the notebook's value again
+        with pytest.warns(GlobalMutationWarning, match="calls"):
+            results = pmap(count, range(8), n_jobs=2, batch_size=1)
+        by_worker = {}
+        for pid, calls in results:
+            by_worker.setdefault(pid, []).append(calls)
+        for seen in by_worker.values():  # one item per chunk, counted on
+            assert sorted(seen) == list(range(1, len(seen) + 1))
+    assert count.__globals__["calls"] == 0
+
+
+def test_a_change_in_a_later_chunk_is_still_found_and_none_is_made_up():
+    cell = notebook_cell("""
+        import operator
+        SEEN = {"last": None}
+        def late_change(i):
+            if i == 6:  # a change the source check does not see
+                operator.setitem(SEEN, "last", i)
+            return i
+        def reads_only(i):
+            return SEEN["last"], i
+    """)
+    with pytest.warns(GlobalMutationWarning, match="SEEN"):
+        assert pmap(cell["late_change"], range(8), n_jobs=2, batch_size=1) == list(range(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GlobalMutationWarning)
+        assert pmap(cell["reads_only"], range(8), n_jobs=2, batch_size=1) == [
+            (None, i) for i in range(8)]
