@@ -39,7 +39,7 @@ def _location(name):
 _MACHINERY = (
     *filter(None, map(_location, (
         "parmagic", "joblib", "IPython", "ipykernel", "concurrent", "multiprocessing",
-        "threading", "queue", "contextlib", "distributed", "ray",
+        "threading", "queue", "selectors", "socket", "contextlib", "distributed", "ray",
     ))),
     "<decorator-gen-",
 )

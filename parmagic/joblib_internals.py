@@ -7,11 +7,14 @@ checks each one exists, so a joblib upgrade that moves one fails that test
 by name instead of breaking a run. pyproject.toml pins the joblib versions
 this was tested with.
 
-Pools: a foreground run uses the warm pool joblib itself keeps (loky's
-reusable executor), so ``joblib.Parallel`` calls and ``%pmap`` share workers.
-A background run gets a private pool of its own (``LokyPool(private=True)``),
-so stopping, crashing or timing out any other run never touches its workers,
-and its end removes its own workers and temporary files only.
+Pools: a foreground run uses parmagic's warm pool, a loky executor kept
+between runs, configured as joblib would configure its own (thread limits,
+idle timeout). Its workers serve parmagic's direct connections
+(``channels``) and take no other tasks, so it is not joblib's shared pool:
+a ``joblib.Parallel`` call starts that one as usual. A background run gets a
+private pool of its own (``LokyPool(private=True)``), so stopping, crashing
+or timing out any other run never touches its workers, and its end removes
+its own workers and temporary files only.
 """
 
 import contextlib
@@ -23,7 +26,6 @@ import time
 import weakref
 from typing import NamedTuple
 
-from joblib import executor as joblib_executor
 from joblib import parallel as joblib_parallel
 from joblib._parallel_backends import (
     LokyBackend,
@@ -123,13 +125,15 @@ class PoolStart(NamedTuple):
 
 
 class LokyPool:
-    """The loky workers one run submits to.
+    """The loky workers one run sends its chunks to, through ``channels``.
 
-    ``private=False``: joblib's warm, shared pool. ``private=True``: a pool
-    made for this run alone, shut down by ``close``. ``workers``: how many
-    the run needs (None: as many as ``parallel`` asks for); a warm shared
-    pool with more, but no more than ``parallel`` asks for, is used as it
-    is. ``starts`` records each time workers were started for the run.
+    ``private=False``: parmagic's warm pool, kept between runs (one run at
+    a time uses it: a run that finds it in use gets a private one).
+    ``private=True``: a pool made for this run alone, shut down by
+    ``close``. ``workers``: how many the run needs (None: as many as
+    ``parallel`` asks for); a warm pool with more, but no more than
+    ``parallel`` asks for, is used as it is. ``starts`` records each time
+    workers were started for the run.
     """
 
     def __init__(self, parallel, private=False, workers=None):
@@ -137,25 +141,35 @@ class LokyPool:
         self.private = private
         self.workers = workers or effective_n_jobs(parallel)
         self.executor = None  # started with the first submission
+        self.channels = None
         self.starts = []
 
     def submit(self, task):
-        """Submit ``task`` (a callable); returns its future."""
-        if self.executor is not None:
-            return self.executor.submit(task)
+        """Submit ``task`` (a callable that pickles); returns its future."""
+        if self.channels is None:
+            self._start()
+        return self.channels.submit(task)
+
+    def wait(self, futures, timeout):
+        """The ``futures`` done once one is, or ``timeout`` has passed."""
+        if self.channels is None:
+            return {future for future in futures if future.done()}
+        return self.channels.wait(futures, timeout)
+
+    def _start(self):
         if not self.private:  # the warm-up thread may still be starting it
             self._wait_for_warm_up()
-        with _interrupts_held():  # workers (and loky's threads) start here
-            asked, began = time.time(), time.perf_counter()
-            before = set() if self.private else _worker_pids(reusable_executor._executor)
-            self.executor = (_private_executor if self.private else _shared_executor)(
-                self.parallel, self.workers)
-            future = self.executor.submit(task)  # a fresh pool spawns its workers here
-            after = _worker_pids(self.executor)
-            self.starts.append(PoolStart(
-                asked, time.perf_counter() - began, len(after - before),
-                frozenset(after - before), len(before - after)))
-            return future
+        asked, began = time.time(), time.perf_counter()
+        before = set() if self.private else _worker_pids(_warm.get("executor"))
+        pool = None if self.private else _take_warm_pool(self.parallel, self.workers)
+        if pool is None:  # asked for, or the warm pool is busy with another run
+            self.private = True
+            pool = _private_pool(self.parallel, self.workers)
+        self.executor, self.channels = pool
+        after = _worker_pids(self.executor)
+        self.starts.append(PoolStart(
+            asked, time.perf_counter() - began, len(after - before),
+            frozenset(after - before), len(before - after)))
 
     def _wait_for_warm_up(self):
         from . import warmup
@@ -169,21 +183,27 @@ class LokyPool:
         """Kill the workers now; the next submission starts fresh ones."""
         if self.executor is None:
             return
-        if self.private:
-            self.executor.shutdown(wait=True, kill_workers=True)
-        else:  # joblib's executor: also removes the folders its manager made
-            self.executor.terminate(kill_workers=True)
-        self.executor = None
+        self.channels.close()
+        if not self.private:
+            _forget_warm_pool(self.executor)
+        self.executor.shutdown(wait=True, kill_workers=True)
+        self.executor = self.channels = None
 
     def close(self):
         """The run is over: a private pool goes away (the time that takes
-        is in ``starts``); the shared one stays warm for the next run."""
-        if self.private and self.executor is not None:
+        is in ``starts``); the warm one stays for the next run."""
+        if self.executor is None:
+            return
+        if self.private:
             began, workers = time.perf_counter(), len(_worker_pids(self.executor))
             self.kill()
             self.starts.append(PoolStart(
                 time.time(), time.perf_counter() - began, 0, stopped=workers))
-        self.executor = None
+        elif self.channels.idle():
+            _return_warm_pool(self.executor)
+        else:  # chunks of this run still out: the next run must not get them
+            self.kill()
+        self.executor = self.channels = None
 
 
 def _worker_pids(executor):
@@ -216,67 +236,128 @@ def _interrupts_held():
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-# How the shared executor parmagic last configured was set up.
+# parmagic's warm pool: executor, channels, how it was configured (key), and
+# whether a run has it now (in_use).
 _warm = {}
-_shared_lock = threading.Lock()
-# Private pools still open, so shutdown_pools can stop them.
-_private_executors = weakref.WeakSet()
+_warm_lock = threading.Lock()
+# Every pool whose workers serve parmagic's channels (for shutdown_pools).
+_open_pools = weakref.WeakKeyDictionary()  # executor -> its Channels
 
 
-def _shared_executor(parallel, workers):
-    """joblib's reusable loky executor, configured as ``parallel`` would,
-    with at least ``workers`` workers and at most ``parallel``'s n_jobs.
+def _take_warm_pool(parallel, workers):
+    """(executor, channels) of the warm pool, configured as ``parallel``
+    would be, with at least ``workers`` workers and at most ``parallel``'s
+    n_jobs, marked in use; None if another run has it.
 
-    A warm pool that nothing has reconfigured since parmagic configured it
-    is reused as it is when its size is in that range, else resized (as
-    joblib would: workers keep the thread limits of the size they started
-    with unless those change). Going through ``get_memmapping_executor``
-    again would register a temporary folder on every call, which parmagic's
-    tasks never use (they pickle themselves, see ``shared_data``). Locked:
-    the warm-up thread may be here too.
-    """
-    with _shared_lock:
-        return _configured_shared_executor(parallel, workers)
-
-
-def _configured_shared_executor(parallel, workers):
+    A warm pool configured the same way with enough workers is used as it
+    is; otherwise a new one of ``workers`` replaces it (loky's plain
+    executor cannot grow: more workers than a pool has cost a new pool)."""
     backend = parallel._backend
     allowed = backend.effective_n_jobs(parallel.n_jobs)
     key = repr((_worker_env_inputs(backend), backend.backend_kwargs,
                 parallel._backend_kwargs))
-    executor = reusable_executor._executor
-    if (
-        executor is not None
-        and executor is _warm.get("executor")
-        and key == _warm.get("key")
-        and joblib_executor._executor_args is _warm.get("args")
-        and not (executor._flags.broken or executor._flags.shutdown)
-    ):
-        size = min(max(executor._max_workers, workers), allowed)
-        if size == executor._max_workers:
-            return executor
-        if backend._prepare_worker_env(n_jobs=size) == executor._env:
-            executor._resize(size)  # starts, or stops idle, workers
-            return executor
-    # joblib's LokyBackend runs one job in the notebook's own process: ask
-    # for two workers, then size the new pool before any worker starts
-    asked, parallel.n_jobs = parallel.n_jobs, max(2, workers)
+    with _warm_lock:
+        if _warm.get("in_use"):
+            return None
+        executor, channels = _warm.get("executor"), _warm.get("channels")
+        if executor is not None and (
+            key != _warm["key"] or executor._flags.broken or executor._flags.shutdown
+            or not workers <= len(channels) <= allowed
+        ):
+            _stop(executor, channels)
+            executor = None
+        if executor is None:
+            executor, channels = _private_pool(parallel, workers)
+        _warm.update(executor=executor, channels=channels, key=key, in_use=True,
+                     idle_timeout=_idle_timeout(parallel))
+        return executor, channels
+
+
+def _return_warm_pool(executor):
+    with _warm_lock:
+        if _warm.get("executor") is executor:
+            _warm["in_use"] = False
+            _warm["last_used"] = time.monotonic()
+    if not _idle_watch:
+        _idle_watch.append(threading.Thread(target=_stop_when_idle, daemon=True,
+                                            name="parmagic-idle-pool"))
+        _idle_watch[0].start()
+
+
+_idle_watch = []
+
+
+def _stop_when_idle():
+    """Stop the warm pool once no run has used it for its idle timeout, as
+    loky stops idle workers (its own timeout never fires: a worker serving
+    a channel is never idle for loky). Runs for the process's lifetime,
+    waking when the pool would time out."""
+    while True:
+        with _warm_lock:
+            due = (_warm["last_used"] + _warm["idle_timeout"]
+                   if _warm and not _warm["in_use"] else None)
+            if due is not None and time.monotonic() >= due:
+                executor, channels = _warm["executor"], _warm["channels"]
+                _warm.clear()
+                _stop(executor, channels)
+                due = None
+        delay = _IDLE_CHECK_EVERY if due is None else max(0.0, due - time.monotonic())
+        time.sleep(min(delay, _IDLE_CHECK_EVERY))
+
+
+# How often the idle watch looks at a pool that is in use or gone.
+_IDLE_CHECK_EVERY = 2.0
+
+
+def _forget_warm_pool(executor):
+    with _warm_lock:
+        if _warm.get("executor") is executor:
+            _warm.clear()
+
+
+def _idle_timeout(parallel):
+    options = {**parallel._backend.backend_kwargs, **parallel._backend_kwargs}
+    return options.get("idle_worker_timeout", _IDLE_WORKER_TIMEOUT)
+
+
+def _private_pool(parallel, n_workers):
+    """A loky executor of ``n_workers`` with the worker environment and idle
+    timeout joblib would give its own pool, and its workers' channels
+    (tasks pickle themselves, so joblib's memmapping reducers are not
+    needed)."""
+    backend = parallel._backend
+    executor = ProcessPoolExecutor(
+        max_workers=n_workers,
+        initializer=prepare_worker,
+        initargs=(os.getpid(),),
+        timeout=_idle_timeout(parallel),
+        env=backend._prepare_worker_env(n_jobs=n_workers),
+    )
+    # At exit loky waits for its workers' tasks to end, and a worker's serve
+    # task ends only when its channel closes, which the notebook's own exit
+    # hooks would do too late (loky's run first): have loky kill these workers
+    # then instead (it reads this flag only when shutting down).
+    executor._flags.kill_workers = True
     try:
-        parallel._initialize_backend()
-    finally:
-        parallel.n_jobs = asked
-    executor = backend._workers
-    if executor._max_workers != workers:
-        executor._resize(workers)
-    # Tasks pickle themselves (shared_data), so the memmapping folder joblib
-    # made for this Parallel stays unused: remove it now.
-    executor._temp_folder_manager._clean_temporary_resources(
-        context_id=parallel._id, force=False)
-    if executor._initializer is None:  # workers start when the first task comes
-        executor._initializer, executor._initargs = prepare_worker, (os.getpid(),)
-    backend._workers = None  # parmagic, not the backend, owns it from here
-    _warm.update(executor=executor, key=key, args=joblib_executor._executor_args)
-    return executor
+        return executor, _open(executor, n_workers)
+    except BaseException:
+        executor.shutdown(wait=True, kill_workers=True)
+        raise
+
+
+def _open(executor, n_workers):
+    from .channels import Channels
+
+    # workers (and loky's threads) start as the channels' tasks are submitted
+    channels = Channels(executor, n_workers, spawning=_interrupts_held)
+    _open_pools[executor] = channels
+    return channels
+
+
+def _stop(executor, channels):
+    channels.close()  # the serve tasks end, so shutdown need not wait for them
+    _open_pools.pop(executor, None)
+    executor.shutdown(wait=False)
 
 
 def _worker_env_inputs(backend):
@@ -288,36 +369,24 @@ def _worker_env_inputs(backend):
     return backend.inner_max_num_threads, [os.environ.get(name) for name in names]
 
 
-def _private_executor(parallel, n_workers):
-    """A loky executor of its own for one run, with the worker environment
-    and idle timeout joblib would give the shared one (tasks pickle
-    themselves, so joblib's memmapping reducers are not needed)."""
-    backend = parallel._backend
-    options = {**backend.backend_kwargs, **parallel._backend_kwargs}
-    executor = ProcessPoolExecutor(
-        max_workers=n_workers,
-        initializer=prepare_worker,
-        initargs=(os.getpid(),),
-        timeout=options.get("idle_worker_timeout", _IDLE_WORKER_TIMEOUT),
-        env=backend._prepare_worker_env(n_jobs=n_workers),
-    )
-    _private_executors.add(executor)
-    return executor
-
-
 def shutdown_pools(kill=False):
-    """Stop the shared pool and any private ones still running."""
-    for executor in list(_private_executors):
-        executor.shutdown(wait=True, kill_workers=True)
+    """Stop parmagic's pools (the warm one and private ones still running)
+    and joblib's own shared pool."""
+    with _warm_lock:
+        _warm.clear()
+    for executor, channels in list(_open_pools.items()):
+        channels.close()
+        _open_pools.pop(executor, None)
+        executor.shutdown(wait=True, kill_workers=kill)
     executor = reusable_executor._executor
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=kill)
 
 
 def warm_shared_pool(n_jobs):
-    """Start joblib's shared loky pool with ``n_jobs`` workers, as the first
-    run will ask for it, and wait until every worker has run a task (so it
-    has imported what a task needs). Returns the number of workers.
+    """Start parmagic's warm pool with ``n_jobs`` workers, as the first run
+    will ask for it, and wait until every worker has connected (so it has
+    imported what a task needs). Returns the number of workers.
 
     No more workers than cores: a run that needs more has a pool of its
     own (``pool_size``), so more would only wait, unused."""
@@ -337,7 +406,7 @@ def warm_shared_pool(n_jobs):
         for task in tasks:
             task.result()
     finally:
-        pool.close()  # the run folder only: the workers stay warm
+        pool.close()  # the workers stay warm
     return n_workers
 
 

@@ -1,18 +1,16 @@
-"""The fast path: joblib's loky pool driven through its futures.
+"""The fast path: loky worker processes, sent chunks directly.
 
 ``joblib.Parallel`` sleeps 10 ms in its result loop whenever a result is not
-ready, a floor under every call. Here the same pool that ``Parallel`` uses
-(``joblib.executor.get_memmapping_executor``) is driven directly: chunks are
-submitted as futures and collected with ``concurrent.futures.wait``, which
-wakes as soon as a result arrives.
+ready, a floor under every call, and loky's executor takes about 1 ms per
+round trip through its manager threads. Here loky starts and watches the
+workers, configured exactly as ``Parallel`` would configure them
+(``joblib_internals``), and chunks travel on a direct connection to each
+worker (``channels``), read back as soon as they arrive.
 
-The pool is configured through the ``Parallel`` object itself, so it is built
-with exactly the arguments ``Parallel`` would use (``joblib_internals``). A
-foreground run shares joblib's warm pool with the user's own
-``joblib.Parallel`` calls; a background run has a pool of its own, so that
-stopping one run (failure, interrupt, crash, time limit) never kills another
-run's workers. Large numpy arrays, items or globals the function reads,
-reach the workers through shared memory (``shared_data``).
+A foreground run uses parmagic's warm pool; a background run has a pool of
+its own, so that stopping one run (failure, interrupt, crash, time limit)
+never kills another run's workers. Large numpy arrays, items or globals the
+function reads, reach the workers through shared memory (``shared_data``).
 
 Failures a worker cannot report itself are turned into per-item outcomes
 here: a worker process that died (``WorkerCrashError`` for the items in
@@ -21,9 +19,9 @@ naming it), and an item stuck past its time limit in code that ignores
 signals (``ItemTimeoutError``; its worker is stopped).
 """
 
-from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from .channels import NotSent
 from .chunked import ChunkedRun
 from .errors import WorkerCrashError, crash_message
 from .joblib_internals import LokyPool
@@ -49,7 +47,7 @@ class LokyRun(ChunkedRun):
             Chunk(self.func, chunk, self.options, self.sharing))
 
     def _wait(self, futures, timeout):
-        return wait(futures, timeout, FIRST_COMPLETED).done
+        return self.pool.wait(futures, timeout)
 
     def _submit_failed(self, exc, chunk):
         if not isinstance(exc, BrokenProcessPool):
@@ -60,7 +58,7 @@ class LokyRun(ChunkedRun):
     def _failed(self, exc, chunk):
         if isinstance(exc, BrokenProcessPool):
             yield from self._crashed(exc, chunk)
-        elif "Could not pickle the task" in str(exc):
+        elif isinstance(exc, NotSent):
             yield from self._unsendable(chunk)
         else:  # e.g. a result that cannot be unpickled here
             yield Batch.failed((index for index, _ in chunk), lambda: exc)
@@ -84,7 +82,7 @@ class LokyRun(ChunkedRun):
         are reported, with what the exit code says about the cause."""
         lost = [chunk] if chunk is not None else []
         others = list(self.pending)
-        wait(others, 5)
+        self._wait_all(others, 5)
         for future in others:
             other_chunk, _ = self.pending.pop(future)
             if future.done() and future.exception() is None:

@@ -6,6 +6,7 @@ import importlib
 import os
 import signal
 
+import joblib
 import psutil
 import pytest
 from joblib import Parallel
@@ -17,8 +18,6 @@ from parmagic.worker import Chunk
 MODULE_NAMES = [
     ("joblib.parallel", "BACKENDS"),
     ("joblib.parallel", "get_active_backend"),
-    ("joblib.executor", "MemmappingExecutor"),
-    ("joblib.executor", "_executor_args"),
     ("joblib.externals.loky", "ProcessPoolExecutor"),
     ("joblib.externals.loky.backend.resource_tracker", "register"),
     ("joblib.externals.loky.backend.resource_tracker", "unregister"),
@@ -35,13 +34,11 @@ MODULE_NAMES = [
     ("cloudpickle.cloudpickle", "_make_skeleton_class"),
     ("cloudpickle.cloudpickle", "_class_setstate"),
 ]
-PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_id", "_effective_n_jobs",
-                  "_initialize_backend", "n_jobs"]
+PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_effective_n_jobs", "n_jobs"]
 BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs",
                  "MAX_NUM_THREADS_VARS", "TBB_ENABLE_IPC_VAR", "inner_max_num_threads"]
-EXECUTOR_NAMES = ["_flags", "_initializer", "_initargs", "submit", "shutdown",
-                  "_processes", "_max_workers", "_env"]
-SHARED_EXECUTOR_NAMES = ["_temp_folder_manager", "terminate", "_resize"]
+EXECUTOR_NAMES = ["_flags", "submit", "shutdown", "_processes"]
+FLAGS_NAMES = ["broken", "shutdown", "kill_workers"]
 
 
 @pytest.mark.parametrize("module, name", MODULE_NAMES)
@@ -49,7 +46,7 @@ def test_module_level_names_exist(module, name):
     assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone"
 
 
-@pytest.mark.parametrize("private", [False, True], ids=["shared pool", "own pool"])
+@pytest.mark.parametrize("private", [False, True], ids=["warm pool", "own pool"])
 def test_a_pool_built_from_them_runs_chunks_and_cleans_up(private):
     parallel = Parallel(n_jobs=2, backend="loky")
     for name in PARALLEL_NAMES:
@@ -57,40 +54,50 @@ def test_a_pool_built_from_them_runs_chunks_and_cleans_up(private):
     for name in BACKEND_NAMES:
         assert hasattr(internals.backend_of(parallel), name), f"LokyBackend.{name} is gone"
     assert internals.runs_on_loky(parallel, internals.effective_n_jobs(parallel))
-    internals.shutdown_pools()  # so a shared pool is built through joblib's configure()
+    internals.shutdown_pools()
     pool = internals.LokyPool(parallel, private=private)
     try:
         batch = pool.submit(Chunk(abs, [(0, (-3,)), (1, (4,))]))
         assert batch.result(timeout=60).values == [3, 4]
-        for name in EXECUTOR_NAMES + ([] if private else SHARED_EXECUTOR_NAMES):
+        for name in EXECUTOR_NAMES:
             assert hasattr(pool.executor, name), f"the loky executor's {name} is gone"
-        if not private:
-            assert hasattr(pool.executor._temp_folder_manager, "_clean_temporary_resources")
+        for name in FLAGS_NAMES:
+            assert hasattr(pool.executor._flags, name), f"loky's executor flag {name} is gone"
         executor = pool.executor
     finally:
         pool.close()
     assert executor._flags.shutdown is private  # only an own pool goes away
 
 
-def test_a_private_pool_is_not_joblibs_shared_one():
+def test_the_warm_pool_is_parmagics_own_and_one_run_at_a_time_uses_it():
     from joblib.externals.loky import reusable_executor
 
     parallel = Parallel(n_jobs=2, backend="loky")
-    shared, own = internals.LokyPool(parallel), internals.LokyPool(parallel, private=True)
+    warm, meanwhile = internals.LokyPool(parallel), internals.LokyPool(parallel)
     try:
-        for pool in (shared, own):
-            pool.submit(Chunk(abs, [(0, (1,))])).result(timeout=60)
-        assert shared.executor is reusable_executor._executor
-        assert own.executor is not shared.executor
-        own.kill()  # stopping one run's pool ...
-        assert shared.submit(Chunk(abs, [(0, (-2,))])).result(timeout=60).values == [2]
+        warm.submit(Chunk(abs, [(0, (1,))])).result(timeout=60)
+        assert warm.executor is not reusable_executor._executor  # not joblib's
+        # a second run while the first has it: a pool of its own
+        assert meanwhile.submit(Chunk(abs, [(0, (-2,))])).result(timeout=60).values == [2]
+        assert meanwhile.private and meanwhile.executor is not warm.executor
+        meanwhile.kill()  # stopping one run's pool ...
+        assert warm.submit(Chunk(abs, [(0, (-3,))])).result(timeout=60).values == [3]
+        executor = warm.executor
     finally:
-        shared.close()
-        own.close()
+        warm.close()
+        meanwhile.close()
+    later = internals.LokyPool(parallel)
+    try:  # the next run finds the warm pool again
+        later.submit(Chunk(abs, [(0, (4,))])).result(timeout=60)
+        assert later.executor is executor and not later.private
+    finally:
+        later.close()
+    # and joblib's own pool is untouched by all this
+    assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(i) for i in (-1, -2)) == [1, 2]
 
 
 @needs_posix("SIGINT sent with os.kill")
-@pytest.mark.parametrize("private", [False, True], ids=["shared pool", "own pool"])
+@pytest.mark.parametrize("private", [False, True], ids=["warm pool", "own pool"])
 def test_workers_hit_by_an_interrupt_while_starting_live_on(private):
     # Jupyter's interrupt reaches the kernel's whole process group, workers
     # included, maybe before they have started far enough to ignore it.
@@ -109,3 +116,18 @@ def test_workers_hit_by_an_interrupt_while_starting_live_on(private):
         assert all(worker.is_running() for worker in starting)
     finally:
         pool.close()
+
+
+def test_the_warm_pool_stops_after_its_idle_timeout_and_the_next_run_starts_another():
+    from waiting import until
+
+    from parmagic import pmap
+
+    def pids():
+        return set(pmap(os.getpid, [()] * 4, n_jobs=2, star=True))
+
+    with joblib.parallel_config(backend="loky", idle_worker_timeout=1):
+        first = pids()
+        until(lambda: not any(psutil.pid_exists(pid) for pid in first),
+              "the idle workers to stop")
+        assert pids().isdisjoint(first)

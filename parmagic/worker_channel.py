@@ -1,0 +1,58 @@
+"""In a worker process: take chunks straight from the notebook.
+
+loky hands a task to a worker through two manager threads and a queue
+feeder in the notebook, about a millisecond per round trip here, as long
+as a fork pool's whole call of a few tiny items. So each worker of
+parmagic's pools runs one long loky task, ``serve``, which connects to the
+notebook (``channels``) and then runs the chunks it receives and sends
+their ``Batch`` back on that one connection, until the notebook closes it.
+loky still starts, watches and stops the process: a worker that dies
+breaks its pool as before, and the notebook sees its connection end.
+"""
+
+import os
+import pickle
+import socket
+from multiprocessing.connection import Connection
+
+import cloudpickle
+
+
+class TaskFailed:
+    """Sent instead of a ``Batch`` when a chunk could not even be run (its
+    pickle did not load here, or its Batch did not pickle)."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+def serve(address, key):
+    """Connect to the notebook at ``address``, say who this is (``key``,
+    then the pid), and run chunks until the notebook closes the connection
+    or sends an empty message."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    connection = Connection(sock.detach())
+    try:
+        connection.send_bytes(key + os.getpid().to_bytes(8, "little"))
+        while True:
+            try:
+                message = connection.recv_bytes()
+            except (EOFError, OSError):
+                return
+            if not message:
+                return
+            connection.send_bytes(_run(message))
+    finally:
+        connection.close()
+
+
+def _run(message):
+    try:
+        return pickle.dumps(pickle.loads(message)(), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        try:
+            return cloudpickle.dumps(TaskFailed(exc), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return pickle.dumps(TaskFailed(RuntimeError(
+                f"{type(exc).__name__}: {exc}")), protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,0 +1,66 @@
+"""channels: chunks go straight to loky workers on connections of their own."""
+
+import os
+import signal
+import threading
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+from joblib import Parallel
+from platforms import needs_posix
+
+from parmagic import joblib_internals as internals
+from parmagic.channels import NotSent
+from parmagic.worker import Chunk
+
+
+def pid_of(_):
+    return os.getpid()
+
+
+@pytest.fixture
+def pool():
+    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=True)
+    yield pool
+    pool.close()
+
+
+def test_each_chunk_goes_to_an_idle_worker_first(pool):
+    futures = [pool.submit(Chunk(pid_of, [(i, (i,))])) for i in range(2)]
+    pids = {future.result(timeout=60).values[0] for future in futures}
+    assert pids == set(pool.executor._processes)  # one chunk each, not both on one
+
+
+def test_more_chunks_than_workers_all_come_back_in_their_futures(pool):
+    futures = [pool.submit(Chunk(abs, [(i, (-i,))])) for i in range(20)]
+    assert [future.result(timeout=60).values for future in futures] == [[i] for i in range(20)]
+
+
+def test_a_task_that_cannot_be_pickled_fails_its_own_future_only(pool):
+    lock = threading.Lock()
+    refused = pool.submit(Chunk(lambda x: lock, [(0, (1,))]))
+    with pytest.raises(NotSent, match="could not be pickled"):
+        refused.result(timeout=60)
+    assert pool.submit(Chunk(abs, [(0, (-7,))])).result(timeout=60).values == [7]
+
+
+@needs_posix("SIGKILL")
+def test_a_dead_worker_fails_what_was_on_its_way_with_loky_s_exit_codes(pool):
+    def die(_):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    future = pool.submit(Chunk(die, [(0, (0,))]))
+    with pytest.raises(BrokenProcessPool, match=r"SIGKILL"):
+        future.result(timeout=60)
+    pool.kill()  # as a run does: the next chunk starts fresh workers
+    assert pool.submit(Chunk(abs, [(0, (-1,))])).result(timeout=60).values == [1]
+
+
+def test_waiting_returns_when_the_time_is_up(pool):
+    import time
+
+    slow = pool.submit(Chunk(time.sleep, [(0, (1.0,))]))
+    started = time.monotonic()
+    assert pool.wait([slow], 0.05) == set()
+    assert time.monotonic() - started < 0.9
+    assert pool.wait([slow], 30) == {slow}
