@@ -91,7 +91,7 @@ class Channels:
     def submit(self, task):
         future = _ChannelFuture(self)
         try:
-            data = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+            data = _dumps(task)
         except Exception as exc:
             error = NotSent(f"the task could not be pickled: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
@@ -188,6 +188,15 @@ class Channels:
                 if future.set_running_or_notify_cancel():
                     future.set_exception(error)
             self.waiting.clear()
+
+
+def _dumps(task):
+    # A chunk that pickles itself (worker.Chunk, with cloudpickle inside where
+    # needed) goes by the standard pickler, which is faster; anything else
+    # by cloudpickle, so that functions defined in __main__ travel by value.
+    if getattr(task, "pickles_itself", False):
+        return pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _death_notice(serving):

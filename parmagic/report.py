@@ -130,7 +130,8 @@ class ParmapRecord:
         self.expect(max(indices) + 1)
         results = self.results
         first = indices[0]
-        if not failures and indices == list(range(first, first + len(indices))):
+        if not failures and (isinstance(indices, range) and indices.step == 1
+                             or indices == list(range(first, first + len(indices)))):
             results[first:first + len(indices)] = values  # a chunk, in one step
         else:
             for index, value in zip(indices, values):

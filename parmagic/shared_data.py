@@ -301,6 +301,20 @@ class RunSharing:
             self.pickled_bytes += len(known[1])  # still sent with each task
         return known[1]
 
+    def dumps_items(self, calls):
+        """``dumps(calls)``; a chunk of plain items (numbers, strings...),
+        which holds no array to share and nothing cloudpickle is needed
+        for, is pickled by the standard pickler, some ten times faster for
+        a chunk of a few tiny items."""
+        items = getattr(calls, "items", None)
+        if items is None or not _PLAIN.issuperset(map(type, items)):
+            return self.dumps(calls)
+        started = time.perf_counter()
+        data = pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL)
+        self.pickled_bytes += len(data)
+        self.seconds += time.perf_counter() - started
+        return data
+
     def transfer(self):
         return Transfer(self.shared_bytes, self.reused_bytes, self.pickled_bytes,
                         self.seconds)
@@ -326,6 +340,9 @@ class RunSharing:
         self._refs.clear()
         self._pickled.clear()
         self.store.release(self._in_use)
+
+
+_PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes))
 
 
 def _sharable(obj):

@@ -48,8 +48,8 @@ class CallOptions(NamedTuple):
 class Batch:
     """What happened to a chunk of items, in a form that pickles quickly.
 
-    ``indices`` and ``values`` run in parallel (a failed item's value is
-    None); ``failures`` maps index -> (exception, traceback frames, see
+    ``indices`` (a list, or a range for a whole chunk) and ``values`` run
+    in parallel (a failed item's value is None); ``failures`` maps index -> (exception, traceback frames, see
     ``tracebacks.frames_of``); ``outputs`` maps index -> captured parts.
     ``span`` is (worker id, start time, wall seconds, CPU seconds) of the
     chunk's work, None for failures found outside a worker;
@@ -208,13 +208,25 @@ def _call_each(func, calls, options, batch, sink):
     """The calls without a time limit: the per-item loop of tiny items, so
     it does only what each item needs (mark it for capture, call, keep).
     A chunk of one-argument items (``inputs.CallChunk``) is read as
-    (index, item) pairs, without a tuple per item."""
+    (index, item) pairs, without a tuple per item, and its indices go back
+    as the range they are (three numbers to pickle, not one per item)."""
+    if getattr(calls, "spread", False):
+        values = batch.values
+        for index, item in zip(calls.indices(), calls.items):
+            sink.index = index
+            try:
+                value = func(item)
+            except (Exception, SystemExit) as exc:
+                value = None
+                batch.failures[index] = _failure(exc, options)
+            values.append(value)
+        batch.indices = calls.indices()
+        return
     indices, values = batch.indices, batch.values
-    spread = getattr(calls, "spread", False)
-    for index, args in zip(calls.indices(), calls.items) if spread else calls:
+    for index, args in calls:
         sink.index = index
         try:
-            value = func(args) if spread else func(*args)
+            value = func(*args)
         except (Exception, SystemExit) as exc:
             value = None
             batch.failures[index] = _failure(exc, options)
@@ -264,6 +276,11 @@ class Chunk:
         self.sharing = sharing
         self.kept = kept  # in a worker: the run's KeptRun
 
+    @property
+    def pickles_itself(self):
+        """Whether pickling it needs no more than the standard pickler."""
+        return self.sharing is not None
+
     def __call__(self):
         prepare_worker()
         return run_calls(self.func, self.calls, self.options, self.kept)
@@ -271,8 +288,10 @@ class Chunk:
     def __reduce__(self):
         if self.sharing is None:
             return (Chunk, (self.func, self.calls, self.options))
-        return (_unpickled_chunk, (self.sharing.token, self.sharing.dumps_once(self.func),
-                                   self.sharing.dumps((self.calls, self.options))))
+        sharing = self.sharing
+        return (_unpickled_chunk, (sharing.token, sharing.dumps_once(self.func),
+                                   sharing.dumps_items(self.calls),
+                                   sharing.dumps_once(self.options)))
 
 
 class KeptRun:
@@ -292,7 +311,7 @@ _kept = {}  # (run token, thread id) -> KeptRun, for the latest run only
 _kept_lock = threading.Lock()
 
 
-def _unpickled_chunk(token, func_data, data):
+def _unpickled_chunk(token, func_data, calls_data, options_data):
     key = (token, threading.get_ident())
     with _kept_lock:
         kept = _kept.get(key)
@@ -302,4 +321,4 @@ def _unpickled_chunk(token, func_data, data):
             if any(other != token for other, _ in _kept):
                 _kept.clear()  # an earlier run's: its chunks are done here
             _kept[key] = kept
-    return Chunk(kept.func, *pickle.loads(data), kept=kept)
+    return Chunk(kept.func, pickle.loads(calls_data), pickle.loads(options_data), kept=kept)
