@@ -23,7 +23,7 @@ import zlib
 
 from . import warning_display
 from .dependencies import code_names  # noqa: F401 - still imported from here
-from .dependencies import is_notebook_instance, notebook_homes, state_bytes, walk
+from .dependencies import is_notebook_instance, notebook_homes, sampled, state_bytes, walk
 from .report import NOT_COMPUTED
 
 MUTATING_METHODS = frozenset(
@@ -249,22 +249,19 @@ def _is_state(value, homes):
 
 
 _LARGE_ARRAY_BYTES = 1 << 20
-_SAMPLE_ELEMENTS = 1 << 16
 
 
 def _fingerprint(value):
     """Cheap content fingerprint; identity when the value cannot be pickled.
 
-    Arrays over 1 MB are sampled (every n-th element) so a large global
-    costs the same as a small one; a change that misses every sampled
-    element goes unseen, which the static pass partly covers.
+    Arrays over 1 MB are sampled (``dependencies.sampled``) so a large
+    global costs about what a small one does; a change that misses every
+    sampled element goes unseen, which the static pass partly covers.
     """
     try:
         nbytes = getattr(value, "nbytes", 0)
         if isinstance(nbytes, int) and nbytes > _LARGE_ARRAY_BYTES:
-            flat = value.reshape(-1)
-            sample = flat[:: max(1, flat.size // _SAMPLE_ELEMENTS)]
-            return (id(value), zlib.crc32(sample.tobytes()))
+            return (id(value), zlib.crc32(sampled(value.reshape(-1))))
         return (id(value), zlib.crc32(state_bytes(value, sample=True)))
     except Exception:
         return (id(value), None)

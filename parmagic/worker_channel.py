@@ -17,6 +17,8 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
+from . import shared_data
+
 
 class TaskFailed:
     """Sent instead of a ``Batch`` when a chunk could not even be run (its
@@ -36,6 +38,8 @@ def serve(address, key):
     try:
         connection.send_bytes(key + os.getpid().to_bytes(8, "little"))
         while True:
+            if not connection.poll(0):  # nothing waiting: do what a run would
+                shared_data.check_while_idle()
             try:
                 message = connection.recv_bytes()
             except (EOFError, OSError):
@@ -49,7 +53,9 @@ def serve(address, key):
 
 def _run(message):
     try:
-        return pickle.dumps(pickle.loads(message)(), protocol=pickle.HIGHEST_PROTOCOL)
+        chunk = pickle.loads(message)  # maps a run's shared arrays (shared_data)
+        shared_data.chunk_starts()
+        return pickle.dumps(chunk(), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         try:
             return cloudpickle.dumps(TaskFailed(exc), protocol=pickle.HIGHEST_PROTOCOL)

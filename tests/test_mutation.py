@@ -189,6 +189,21 @@ def test_large_array_globals_are_watched_by_sample():
     assert len(caught) == 1 and "the global BIG" in str(caught[0].message)
 
 
+@pytest.mark.parametrize("change", [
+    "BIG[:1000] = 1",  # a region at the start
+    "BIG[1_000_000:1_010_000] += 1",  # one in the middle
+    "BIG[::7] = 1",  # spread over the whole array
+    "BIG.fill(3)",
+], ids=["start", "middle", "spread", "all"])
+def test_a_change_to_part_of_a_large_global_array_in_a_worker_is_found(change):
+    source = (f"BIG = np.zeros(2_000_000)\ndef helper(i):\n    {change}\n\n"
+              "def f(i):\n    helper(i)\n    return i\n")
+    func = define(source)
+    _, caught = _one_warning(lambda: pmap(func, range(2), n_jobs=2))
+    assert len(caught) == 1 and "the global BIG" in str(caught[0].message)
+    assert not func.__globals__["BIG"].any()  # the notebook's copy is untouched
+
+
 # Notebook classes, as a cell defines them. In a worker their objects cannot
 # be pickled by reference (cloudpickle shipped the class by value), which
 # used to hide every change to them from the dynamic pass.
