@@ -216,7 +216,10 @@ def _connect(executor, n_workers, spawning):
     connection of its own; returns their ``_Channel``s. A fresh executor
     starts its workers as the serve tasks are submitted, inside
     ``spawning()``; waiting for them to connect is outside it."""
+    from .joblib_internals import track_folder, untrack_folder
+
     folder = tempfile.mkdtemp(prefix="parmagic-")
+    track_folder(folder)  # removed by loky's resource tracker if this process dies here
     address = os.path.join(folder, "s")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     channels = []
@@ -249,6 +252,7 @@ def _connect(executor, n_workers, spawning):
     finally:
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
+        untrack_folder(folder)
     # which serve task is whose does not matter until one ends: then its
     # worker is dead, and loky gives every serve task of the pool the reason
     for channel, future in zip(channels, serving):

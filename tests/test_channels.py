@@ -64,3 +64,11 @@ def test_waiting_returns_when_the_time_is_up(pool):
     assert pool.wait([slow], 0.05) == set()
     assert time.monotonic() - started < 0.9
     assert pool.wait([slow], 30) == {slow}
+
+
+def test_connecting_leaves_no_socket_folder_behind(pool):
+    import glob
+    import tempfile
+
+    pool.submit(Chunk(abs, [(0, (-1,))])).result(timeout=60)  # the workers have connected
+    assert glob.glob(os.path.join(tempfile.gettempdir(), "parmagic-*")) == []
