@@ -127,10 +127,11 @@ class ParmapRecord:
         """Store the values of finished items, except those in ``failures``."""
         if not indices:
             return
-        self.expect(max(indices) + 1)
+        whole_chunk = isinstance(indices, range) and indices.step == 1
+        self.expect((indices[-1] if whole_chunk else max(indices)) + 1)
         results = self.results
         first = indices[0]
-        if not failures and (isinstance(indices, range) and indices.step == 1
+        if not failures and (whole_chunk
                              or indices == list(range(first, first + len(indices)))):
             results[first:first + len(indices)] = values  # a chunk, in one step
         else:

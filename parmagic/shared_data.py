@@ -321,12 +321,15 @@ class RunSharing:
         return known[1]
 
     def dumps_items(self, calls):
-        """``dumps(calls)``; a chunk of plain items (numbers, strings...),
-        which holds no array to share and nothing cloudpickle is needed
-        for, is pickled by the standard pickler, some ten times faster for
-        a chunk of a few tiny items."""
+        """``dumps(calls)``; a small chunk of plain items (numbers,
+        strings...), which holds no array to share and nothing cloudpickle
+        is needed for, is pickled by the standard pickler, some ten times
+        faster for a few tiny items. (For a large chunk, checking every
+        item's type costs more than cloudpickle does: ints and strings do
+        not reach its Python code.)"""
         items = getattr(calls, "items", None)
-        if items is None or not _PLAIN.issuperset(map(type, items)):
+        if (items is None or len(items) > _FEW_ITEMS
+                or not _PLAIN.issuperset(map(type, items))):
             return self.dumps(calls)
         started = time.perf_counter()
         data = pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL)
@@ -362,6 +365,7 @@ class RunSharing:
 
 
 _PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes))
+_FEW_ITEMS = 64
 
 
 def _sharable(obj):

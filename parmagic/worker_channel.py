@@ -18,6 +18,7 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from . import shared_data
+from .worker import dumps_batch
 
 
 class TaskFailed:
@@ -55,7 +56,7 @@ def _run(message):
     try:
         chunk = pickle.loads(message)  # maps a run's shared arrays (shared_data)
         shared_data.chunk_starts()
-        return pickle.dumps(chunk(), protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps_batch(chunk())
     except Exception as exc:
         try:
             return cloudpickle.dumps(TaskFailed(exc), protocol=pickle.HIGHEST_PROTOCOL)
