@@ -427,6 +427,12 @@ def _first_set(*values):
     return next((value for value in values if value is not None), None)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source):
+    # the same line typed again (a cell re-run) is not compiled again
+    return compile(source, "<parmagic>", "eval")
+
+
 def _parses(source):
     try:
         ast.parse(source)
@@ -439,7 +445,7 @@ def _evaluate(source, namespace):
     """Evaluate an expression the user typed; a failure is their mistake to fix,
     reported in one line."""
     try:
-        return eval(source, namespace)  # noqa: S307 - the user's own input
+        return eval(_compiled(source), namespace)  # noqa: S307 - the user's own input
     except NameError as exc:
         raise ParmagicInputError(f"{exc} (in {source!r})") from None
     except Exception as exc:
