@@ -21,6 +21,7 @@ import pickle
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +37,8 @@ from .worker_channel import TaskFailed, serve
 _SMALL_CHUNK_BYTES = 64 * 1024
 # How long workers may take to start and connect.
 _CONNECT_TIMEOUT = 120.0
+# How long exit waits for a pool that was still connecting to give up.
+_CONNECT_ABORT_TIMEOUT = 10.0
 # How long a connection that ended waits for loky to say why the worker died.
 _DEATH_NOTICE_TIMEOUT = 5.0
 
@@ -211,12 +214,29 @@ def _death_notice(serving):
         "(the exit codes of the workers are {unknown exit code})")
 
 
+# Set at interpreter exit: pools still connecting give up (see _abort_at_exit).
+_exiting = threading.Event()
+_connecting = set()  # threads waiting for workers to connect
+
+
+def _abort_at_exit():
+    """At exit, a pool whose workers are still connecting (the warm-up
+    started by ``%load_ext`` in a script that ends at once) gives up: its
+    thread stops its workers and removes its folder before loky, whose exit
+    hook kills them, leaving half-made resources for its tracker to warn
+    about."""
+    _exiting.set()
+    for thread in list(_connecting):
+        if thread is not threading.current_thread():
+            thread.join(_CONNECT_ABORT_TIMEOUT)
+
+
 def _connect(executor, n_workers, spawning):
     """Have ``n_workers`` of ``executor``'s workers serve chunks, each on a
     connection of its own; returns their ``_Channel``s. A fresh executor
     starts its workers as the serve tasks are submitted, inside
     ``spawning()``; waiting for them to connect is outside it."""
-    from .joblib_internals import track_folder, untrack_folder
+    from .joblib_internals import before_loky_exits, track_folder, untrack_folder
 
     folder = tempfile.mkdtemp(prefix="parmagic-")
     track_folder(folder)  # removed by loky's resource tracker if this process dies here
@@ -230,6 +250,8 @@ def _connect(executor, n_workers, spawning):
         key = os.urandom(16)
         with spawning():
             serving = [executor.submit(serve, address, key) for _ in range(n_workers)]
+        before_loky_exits(_abort_at_exit)  # (the pool has just registered its hook)
+        _connecting.add(threading.current_thread())
         deadline = time.monotonic() + _CONNECT_TIMEOUT
         while len(channels) < n_workers:
             try:
@@ -250,6 +272,7 @@ def _connect(executor, n_workers, spawning):
             channel.connection.close()
         raise
     finally:
+        _connecting.discard(threading.current_thread())
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
         untrack_folder(folder)
@@ -261,6 +284,8 @@ def _connect(executor, n_workers, spawning):
 
 
 def _check_starting(serving, deadline):
+    if _exiting.is_set():
+        raise BrokenProcessPool("the notebook process is exiting")
     for future in serving:
         if future.done():  # a worker died starting, or the pool broke
             error = future.exception()

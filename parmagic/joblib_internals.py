@@ -410,6 +410,14 @@ def warm_shared_pool(n_jobs):
     return n_workers
 
 
+def before_loky_exits(hook):
+    """Run ``hook`` at interpreter exit before the loky pools started so
+    far are shut down (loky does that in a ``threading`` exit hook, which
+    it registers as each pool starts; these hooks run last registered
+    first). Call it after the pool concerned has started."""
+    threading._register_atexit(hook)
+
+
 def track_folder(path):
     """Have loky's resource tracker (a process that outlives a killed
     kernel) remove ``path`` if this process exits without doing so."""

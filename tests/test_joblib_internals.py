@@ -33,6 +33,8 @@ MODULE_NAMES = [
     ("cloudpickle.cloudpickle", "_DYNAMIC_CLASS_TRACKER_BY_ID"),
     ("cloudpickle.cloudpickle", "_make_skeleton_class"),
     ("cloudpickle.cloudpickle", "_class_setstate"),
+    # the standard library's, read by joblib_internals.before_loky_exits
+    ("threading", "_register_atexit"),
 ]
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_effective_n_jobs", "n_jobs"]
 BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs",
