@@ -143,8 +143,8 @@ def _sample(buffer):
 
 # What ``sampled`` takes of a large array: every n-th element, about this
 # many of them, and this many evenly spaced runs of that many elements.
-_STRIDED_SAMPLES = 1024
-_RUNS, _RUN_LENGTH = 64, 1024
+_STRIDED_SAMPLES = 512
+_RUNS, _RUN_LENGTH = 32, 1024
 
 
 def sampled(flat):
@@ -152,8 +152,8 @@ def sampled(flat):
     element (a change spread over the array shows) and evenly spaced runs
     of neighbours (a change to one region shows if it touches a run). Each
     scattered element costs a cache miss (65,536 of them took 2 ms per
-    200 MB here, in a worker busy beside another); a run of neighbours is
-    one read of consecutive memory."""
+    200 MB here, in a worker busy beside another), and so, about, does each
+    run of neighbours."""
     import numpy
 
     size = flat.size

@@ -70,7 +70,7 @@ def attach(run, path, nbytes, dtype, shape, order):
         _mapped_run = run
         _checked.clear()
         _checked.update(_unwritten_while_idle)  # no chunk ran since that check
-        _forget_removed_files()
+        _forget_mappings()
     mapped = _mappings.get(path)
     if mapped is not None and path not in _checked and not written_pages.unwritten(mapped):
         mapped = None  # unmapped once no array of the earlier run uses it
@@ -79,6 +79,7 @@ def attach(run, path, nbytes, dtype, shape, order):
             mapped = _mappings[path] = mmap.mmap(file.fileno(), nbytes,
                                                  access=mmap.ACCESS_COPY)
     _checked.add(path)
+    _used.add(path)
     return numpy.frombuffer(mapped, dtype=dtype).reshape(shape, order=order)
 
 
@@ -99,17 +100,22 @@ def chunk_starts():
     _unwritten_while_idle.clear()
 
 
-def _forget_removed_files():
-    """Drop the mappings of files the notebook has removed (evicted, or a
-    store cleared): the memory of a removed file lives while it is mapped."""
+def _forget_mappings():
+    """A run that shares arrays begins: keep only the mappings the last such
+    run used (an array changed at every run would otherwise leave one per
+    version), and of those only the ones whose file is still there (the
+    memory of a removed file lives while it is mapped)."""
     for path in list(_mappings):
-        if not os.path.exists(path):
+        if path not in _used or not os.path.exists(path):
             del _mappings[path]
+    _used.clear()
 
 
-# In a worker: path -> its mmap, kept across runs; the paths checked (or
-# mapped) in the current run; those found unwritten since the last chunk.
+# In a worker: path -> its mmap, kept across runs; the paths the current
+# run uses; those checked (or mapped) in it; those found unwritten since
+# the last chunk ran.
 _mappings = {}
+_used = set()
 _checked = set()
 _unwritten_while_idle = set()
 _mapped_run = None

@@ -18,7 +18,13 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from . import shared_data
+from . import worker
 from .worker import dumps_batch
+
+
+# Seconds without a chunk after which a worker counts as idle. Runs that
+# follow each other closely are not kept waiting by its idle work.
+_IDLE_AFTER = 0.05
 
 
 class TaskFailed:
@@ -36,10 +42,11 @@ def serve(address, key):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     connection = Connection(sock.detach())
+    worker.next_chunk_waiting = lambda: connection.poll(0)
     try:
         connection.send_bytes(key + os.getpid().to_bytes(8, "little"))
         while True:
-            if not connection.poll(0):  # nothing waiting: do what a run would
+            if not connection.poll(_IDLE_AFTER):  # idle: do what the next run would
                 shared_data.check_while_idle()
             try:
                 message = connection.recv_bytes()
