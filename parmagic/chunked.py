@@ -59,12 +59,22 @@ class ChunkSizer:
 
     def observe(self, n_items, seconds):
         """Grow towards chunks of _TARGET_CHUNK_SECONDS after a full chunk
-        came back faster than that (``seconds`` includes queueing, so the
-        estimate errs towards smaller chunks)."""
+        took less than that (``seconds``, see ``_chunk_seconds``)."""
         if self.fixed or n_items < self.size or seconds >= _TARGET_CHUNK_SECONDS:
             return
         fitting = int(_TARGET_CHUNK_SECONDS * n_items / max(seconds, 1e-6))
         self.size = min(max(self.size * 2, fitting), self.limit)
+
+
+def _chunk_seconds(batch, submitted):
+    """How long a chunk's items took: the worker's own measure when it sent
+    one (the round trip adds the wait behind other chunks and the trip
+    itself, which made tiny items look a hundred times slower than they
+    are and the chunks grow slowly), else since it was submitted."""
+    span = getattr(batch, "span", None)
+    if span is None:
+        return time.perf_counter() - submitted
+    return span[2]
 
 
 def _chunks(calls, sizer):
@@ -214,7 +224,7 @@ class ChunkedRun:
         except Exception as exc:
             yield from self._failed(exc, chunk)
             return
-        self.sizer.observe(len(chunk), time.perf_counter() - submitted)
+        self.sizer.observe(len(chunk), _chunk_seconds(outcomes, submitted))
         yield outcomes
 
     def _unsendable(self, chunk):
