@@ -1,5 +1,6 @@
 """What a loky worker process does for itself: leave Ctrl-C to the
-notebook, and exit when the notebook process is gone."""
+notebook, exit when the notebook process is gone, and let the notebook
+have its core when it sends work."""
 
 import os
 import signal
@@ -31,6 +32,28 @@ def prepare_worker(notebook_pid=None):
     without it)."""
     _leave_interrupts_to_the_notebook()
     _exit_with_the_notebook(notebook_pid or os.getppid())
+    _yield_to_the_notebook()
+
+
+def _yield_to_the_notebook():
+    """Linux: schedule this process as batch work (same priority, but a
+    wakeup never preempts a running task). The notebook sends each worker
+    its chunk in turn; without this the first worker, woken by its chunk,
+    often took the notebook's core before the second chunk was sent (a
+    fifth of a small run's time here, in the notebook's write call; 10,000
+    tiny items 12% faster). Threads it starts later inherit it."""
+    global _batch_scheduled
+    if (_batch_scheduled or not hasattr(os, "SCHED_BATCH")
+            or threading.current_thread() is not threading.main_thread()):
+        return  # done already, not Linux, or a thread of someone else's process (dask)
+    _batch_scheduled = True
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:  # not allowed here: stay as scheduled
+        pass
+
+
+_batch_scheduled = False
 
 
 def _exit_with_the_notebook(notebook_pid):

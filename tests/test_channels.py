@@ -7,7 +7,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from joblib import Parallel
-from platforms import needs_posix
+from platforms import needs_linux, needs_posix
 
 from parmagic import joblib_internals as internals
 from parmagic.channels import NotSent
@@ -72,3 +72,13 @@ def test_connecting_leaves_no_socket_folder_behind(pool):
 
     pool.submit(Chunk(abs, [(0, (-1,))])).result(timeout=60)  # the workers have connected
     assert glob.glob(os.path.join(tempfile.gettempdir(), "parmagic-*")) == []
+
+
+@needs_linux("SCHED_BATCH")
+def test_workers_run_as_batch_work_so_a_chunk_sent_does_not_preempt_the_notebook(pool):
+    def policy(_):
+        return os.sched_getscheduler(0)
+
+    futures = [pool.submit(Chunk(policy, [(i, (i,))])) for i in range(2)]
+    assert {future.result(timeout=60).values[0] for future in futures} == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the notebook's own is untouched
