@@ -48,10 +48,9 @@ class NotSent(Exception):
 
 
 class _Channel:
-    def __init__(self, connection, pid, serving):
+    def __init__(self, connection):
         self.connection = connection
-        self.pid = pid
-        self.serving = serving  # loky's future of the worker's serve task
+        self.serving = None  # loky's future of the worker's serve task
         self.in_flight = collections.deque()  # (future, pickled size)
 
     def takes(self, nbytes):
@@ -262,11 +261,10 @@ def _connect(executor, n_workers, spawning):
             sock.setblocking(True)
             connection = Connection(sock.detach())
             hello = connection.recv_bytes() if connection.poll(_CONNECT_TIMEOUT) else b""
-            if hello[:16] != key:
+            if hello != key:  # not one of these workers
                 connection.close()
                 continue
-            channels.append(_Channel(connection, int.from_bytes(hello[16:], "little"),
-                                     None))
+            channels.append(_Channel(connection))
     except BaseException:
         for channel in channels:
             channel.connection.close()

@@ -189,7 +189,7 @@ def run(
     can publish it and still see partial results if the run fails.
     ``cancel`` is a ``threading.Event`` that stops the run when set, and
     ``own_pool=True`` runs it on loky workers of its own instead of the
-    shared warm pool, so that nothing another run does to its workers
+    warm pool, so that nothing another run does to its workers
     reaches this one (both for :func:`start`).
     """
     __tracebackhide__ = True

@@ -383,7 +383,7 @@ def shutdown_pools(kill=False):
         executor.shutdown(wait=True, kill_workers=kill)
 
 
-def warm_shared_pool(n_jobs):
+def start_warm_pool(n_jobs):
     """Start parmagic's warm pool with ``n_jobs`` workers, as the first run
     will ask for it, and wait until every worker has connected (so it has
     imported what a task needs). Returns the number of workers.

@@ -87,7 +87,7 @@ class WorkerStartup(NamedTuple):
     """How long a run waited for worker processes to start (or stop):
     ``started`` new workers, ``stopped`` ones a smaller pool let go or that
     ended with the run, and whether the pool is ``kept`` for the next call
-    (the shared pool) or goes away with the run (a background run's, or
+    (the warm pool) or goes away with the run (a background run's, or
     one with more workers than cores)."""
 
     seconds: float

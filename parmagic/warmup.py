@@ -2,7 +2,7 @@
 
 A fresh loky pool takes a few hundred milliseconds to start (new Python
 processes importing joblib and cloudpickle), which used to land on the first
-``%pmap``. When the extension loads, a daemon thread starts the shared pool
+``%pmap``. When the extension loads, a daemon thread starts the warm pool
 and imports the engine, so ``%load_ext`` returns at once and the first call
 finds warm workers. ``%config ParMagic.warm_pool = False`` (or the same in
 ``ipython_config.py``) turns it off.
@@ -18,7 +18,7 @@ _started = {}  # n_jobs -> the thread that warmed a pool for it
 
 
 def start(n_jobs=None):
-    """Warm the shared pool for ``n_jobs`` workers (None: all cores) in the
+    """Start the warm pool for ``n_jobs`` workers (None: all cores) in the
     background; returns the thread (already started)."""
     n_jobs = -1 if n_jobs is None else n_jobs
     thread = _started.get(n_jobs)
@@ -48,8 +48,8 @@ def wait():
 def _warm(n_jobs):
     try:
         from . import engine  # noqa: F401  (the first call's imports, paid now)
-        from .joblib_internals import warm_shared_pool
+        from .joblib_internals import start_warm_pool
 
-        threading.current_thread().n_workers = warm_shared_pool(n_jobs)
+        threading.current_thread().n_workers = start_warm_pool(n_jobs)
     except Exception:  # a failed warm-up costs nothing: the first call starts the pool
         pass

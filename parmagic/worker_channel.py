@@ -10,17 +10,14 @@ loky still starts, watches and stops the process: a worker that dies
 breaks its pool as before, and the notebook sees its connection end.
 """
 
-import os
 import pickle
 import socket
 from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from . import shared_data
-from . import worker
+from . import shared_data, worker
 from .worker import dumps_batch
-
 
 # Seconds without a chunk after which a worker counts as idle. Runs that
 # follow each other closely are not kept waiting by its idle work.
@@ -36,15 +33,14 @@ class TaskFailed:
 
 
 def serve(address, key):
-    """Connect to the notebook at ``address``, say who this is (``key``,
-    then the pid), and run chunks until the notebook closes the connection
-    or sends an empty message."""
+    """Connect to the notebook at ``address``, say who this is (``key``),
+    and run chunks until the notebook closes the connection."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     connection = Connection(sock.detach())
     worker.next_chunk_waiting = lambda: connection.poll(0)
     try:
-        connection.send_bytes(key + os.getpid().to_bytes(8, "little"))
+        connection.send_bytes(key)
         while True:
             if not connection.poll(_IDLE_AFTER):  # idle: do what the next run would
                 shared_data.check_while_idle()
@@ -52,10 +48,9 @@ def serve(address, key):
                 message = connection.recv_bytes()
             except (EOFError, OSError):
                 return
-            if not message:
-                return
             connection.send_bytes(_run(message))
     finally:
+        worker.next_chunk_waiting = None
         connection.close()
 
 
