@@ -30,7 +30,7 @@ from multiprocessing.connection import wait as wait_for_connections
 
 import cloudpickle
 
-from .worker_channel import TaskFailed, serve
+from .worker_channel import RUN_OVER, TaskFailed, serve
 
 # A second chunk goes to a busy worker only below this size (the socket's
 # buffer, about 200 kB on Linux, holds two of them without blocking).
@@ -120,6 +120,15 @@ class Channels:
             self._send_waiting()
             if not ready and remaining is not None and time.monotonic() >= deadline:
                 return {future for future in futures if future.done()}
+
+    def run_over(self):
+        """Tell every worker the run is over, so it drops what it kept of
+        it; nothing comes back."""
+        for channel in self.channels:
+            try:
+                channel.connection.send_bytes(RUN_OVER)
+            except OSError:  # its worker is gone: found at the next run
+                pass
 
     def idle(self):
         """Whether nothing is on its way or waiting to go."""

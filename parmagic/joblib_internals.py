@@ -200,6 +200,7 @@ class LokyPool:
             self.starts.append(PoolStart(
                 time.time(), time.perf_counter() - began, 0, stopped=workers))
         elif self.channels.idle():
+            self.channels.run_over()
             _return_warm_pool(self.executor)
         else:  # chunks of this run still out: the next run must not get them
             self.kill()

@@ -355,6 +355,15 @@ _kept = {}  # (run token, thread id) -> KeptRun, for the latest run only
 _kept_lock = threading.Lock()
 
 
+def forget_runs():
+    """The notebook says its run is over: drop what this worker kept of it
+    (the function and whatever its globals hold, and SETUP's), so that a
+    large global does not stay in every worker until the next run."""
+    with _kept_lock:
+        _kept.clear()
+    worker_setup.forget_runs()
+
+
 def _unpickled_chunk(token, func_data, calls_data, options_data):
     key = (token, threading.get_ident())
     with _kept_lock:

@@ -24,6 +24,10 @@ from .worker import dumps_batch
 _IDLE_AFTER = 0.05
 
 
+# What the notebook sends when a run is over (a chunk is never empty).
+RUN_OVER = b""
+
+
 class TaskFailed:
     """Sent instead of a ``Batch`` when a chunk could not even be run (its
     pickle did not load here, or its Batch did not pickle)."""
@@ -34,7 +38,8 @@ class TaskFailed:
 
 def serve(address, key):
     """Connect to the notebook at ``address``, say who this is (``key``),
-    and run chunks until the notebook closes the connection."""
+    and run chunks until the notebook closes the connection; forget what
+    was kept of a run when the notebook says it is over."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     connection = Connection(sock.detach())
@@ -48,7 +53,10 @@ def serve(address, key):
                 message = connection.recv_bytes()
             except (EOFError, OSError):
                 return
-            connection.send_bytes(_run(message))
+            if message == RUN_OVER:  # nothing to answer
+                worker.forget_runs()
+            else:
+                connection.send_bytes(_run(message))
     finally:
         worker.next_chunk_waiting = None
         connection.close()

@@ -115,6 +115,12 @@ _shipped = {}  # in a worker process: run token -> its Setup (the latest run's)
 _shipped_lock = threading.Lock()
 
 
+def forget_runs():
+    """Drop the Setup a worker process kept (``worker.forget_runs``)."""
+    with _shipped_lock:
+        _shipped.clear()
+
+
 def _setup_in_worker(token, init, func):
     """The run's ``Setup`` in this worker process: the copy the first chunk
     brought, so that all chunks call one function with SETUP's globals. An

@@ -50,3 +50,33 @@ def test_a_change_in_any_chunk_is_found_and_none_is_made_up(changed_at):
         warnings.simplefilter("error", GlobalMutationWarning)
         assert pmap(cell["reads_only"], range(8), n_jobs=2, batch_size=1) == [
             (None, i) for i in range(8)]
+
+
+def kept_in_this_worker(_):
+    from parmagic import worker, worker_setup
+
+    return len(worker._kept) + len(worker_setup._shipped)
+
+
+def test_a_worker_lets_go_of_a_run_once_it_is_over():
+    from joblib import Parallel
+
+    from parmagic.joblib_internals import LokyPool
+    from parmagic.worker import Chunk
+
+    cell = notebook_cell("""
+        BIG_LIST = list(range(200_000))  # pickled with the function, not shared
+        def load():
+            global LOADED
+            LOADED = True
+        def total(i):
+            return sum(BIG_LIST) + i
+    """)
+    assert pmap(cell["total"], range(4), n_jobs=2) == [sum(range(200_000)) + i for i in range(4)]
+    assert pmap(cell["total"], range(4), n_jobs=2, init=cell["load"])[0] == sum(range(200_000))
+    pool = LokyPool(Parallel(n_jobs=2, backend="loky"))  # the same warm workers
+    try:
+        probes = [pool.submit(Chunk(kept_in_this_worker, [(i, (i,))])) for i in range(2)]
+        assert [probe.result(timeout=60).values for probe in probes] == [[0], [0]]
+    finally:
+        pool.close()
