@@ -6,9 +6,11 @@ and its ``Batch`` is read back by the thread that waits for it. No thread
 hands anything over on the way, so a round trip costs about 0.1 ms here,
 against about 1 ms through loky's executor.
 
-A worker holds at most two chunks, the second only if it is small (then
-writing it never blocks, as the socket's buffer takes it whole); others wait
-here, where they can still be cancelled. When a worker dies, loky breaks
+A worker holds at most two chunks, the second only if both are small (a
+quarter of the socket's send buffer each: then writing the second never
+blocks, as the buffer takes it whole while the worker, which has read the
+first, may be busy writing a large result the notebook has not read yet);
+others wait here, where they can still be cancelled. When a worker dies, loky breaks
 the pool (and stops its other workers); each chunk on a connection that
 ended fails with the error loky gives the worker's ``serve`` task, which
 names the exit codes (``concurrent.futures.process.BrokenProcessPool``).
@@ -32,9 +34,9 @@ import cloudpickle
 
 from .worker_channel import RUN_OVER, TaskFailed, serve
 
-# A second chunk goes to a busy worker only below this size (the socket's
-# buffer, about 200 kB on Linux, holds two of them without blocking).
-_SMALL_CHUNK_BYTES = 64 * 1024
+# The send buffer asked for on each connection (the system may give less,
+# e.g. macOS's 8 kB default for local sockets is raised by asking).
+_SEND_BUFFER_BYTES = 256 * 1024
 # How long workers may take to start and connect.
 _CONNECT_TIMEOUT = 120.0
 # How long exit waits for a pool that was still connecting to give up.
@@ -48,16 +50,17 @@ class NotSent(Exception):
 
 
 class _Channel:
-    def __init__(self, connection):
+    def __init__(self, connection, small):
         self.connection = connection
+        self.small = small  # bytes: a chunk this size may go to a busy worker
         self.serving = None  # loky's future of the worker's serve task
         self.in_flight = collections.deque()  # (future, pickled size)
 
     def takes(self, nbytes):
         if not self.in_flight:
             return True
-        return (len(self.in_flight) == 1 and nbytes <= _SMALL_CHUNK_BYTES
-                and self.in_flight[0][1] <= _SMALL_CHUNK_BYTES)
+        return (len(self.in_flight) == 1 and nbytes <= self.small
+                and self.in_flight[0][1] <= self.small)
 
 
 class _ChannelFuture(Future):
@@ -268,12 +271,13 @@ def _connect(executor, n_workers, spawning):
                 _check_starting(serving, deadline)
                 continue
             sock.setblocking(True)
+            small = _small_chunk_bytes(sock)
             connection = Connection(sock.detach())
             hello = connection.recv_bytes() if connection.poll(_CONNECT_TIMEOUT) else b""
             if hello != key:  # not one of these workers
                 connection.close()
                 continue
-            channels.append(_Channel(connection))
+            channels.append(_Channel(connection, small))
     except BaseException:
         for channel in channels:
             channel.connection.close()
@@ -288,6 +292,15 @@ def _connect(executor, n_workers, spawning):
     for channel, future in zip(channels, serving):
         channel.serving = future
     return channels
+
+
+def _small_chunk_bytes(sock):
+    """A quarter of the connection's send buffer, after asking for more."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
+    except OSError:
+        pass
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 4
 
 
 def _check_starting(serving, deadline):

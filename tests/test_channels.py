@@ -82,3 +82,18 @@ def test_workers_run_as_batch_work_so_a_chunk_sent_does_not_preempt_the_notebook
     futures = [pool.submit(Chunk(policy, [(i, (i,))])) for i in range(2)]
     assert {future.result(timeout=60).values[0] for future in futures} == {os.SCHED_BATCH}
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the notebook's own is untouched
+
+
+def test_large_results_behind_small_chunks_do_not_stall_the_pool():
+    # a worker busy writing a large result while its next chunk is sent:
+    # the chunk fits the socket's buffer, so neither side waits on the other
+    import subprocess
+    import sys
+
+    code = ("from parmagic import pmap\n"
+            "r = pmap(lambda i: bytes(8_000_000), range(16), n_jobs=2, batch_size=1,"
+            " progress=False)\n"
+            "print(sum(map(len, r)))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == str(16 * 8_000_000), done.stderr
