@@ -13,9 +13,10 @@ notebook's array or another worker's).
 
 Versions: a file is named by an xxhash (XXH3-128) of the array's bytes. A
 run hashes each array once (about 20 ms per 200 MB here, 13 ms in parts on
-two threads, against 330 ms for ``joblib.hash`` and 40 ms for a copy); an unchanged array is found in the
-store and copied nowhere, a changed one (even in place, ``BIG += 1``) gets
-a new file, so a worker never sees stale data.
+two threads, against 330 ms for ``joblib.hash`` and 40 ms for a copy); an
+unchanged array is found in the store and copied nowhere, a changed one
+(even in place, ``BIG += 1``) gets a new file, so a worker never sees
+stale data.
 
 Ownership: the notebook process owns the store's folder (in ``/dev/shm``
 where there is one, else the temporary folder). Files are removed when the
@@ -24,13 +25,12 @@ current run uses), by ``clear()``, and at exit; loky's resource tracker,
 which outlives a killed kernel, removes the folder if the kernel could not,
 and a folder left even so (kernel and tracker killed together) is removed
 by the next store made on the machine.
-Workers only map files, never remove them; a file removed while mapped stays
-readable until its mapping goes.
+Workers only map files (``mappings``), never remove them; a file removed
+while mapped stays readable until its mapping goes.
 """
 
 import collections
 import io
-import mmap
 import os
 import pickle
 import shutil
@@ -42,83 +42,10 @@ from typing import NamedTuple
 
 import cloudpickle
 
-from . import written_pages
+from .mappings import attach
 
 MIN_SHARED_BYTES = 1 << 20
 DEFAULT_LIMIT_BYTES = 4 << 30
-
-
-def attach(run, path, nbytes, dtype, shape, order):
-    """In a worker: the shared array at ``path``, mapped copy-on-write.
-
-    A worker keeps its mappings, so its later tasks do not fault the pages
-    in again (~20 ms per 200 MB here). Within a ``run``, what a task writes
-    stays visible to the same worker's later tasks (as in any process that
-    changes its own copy of a global, and reported as such). Another run
-    gets a kept mapping only if this process wrote to none of its pages
-    (``written_pages``); otherwise the file is mapped afresh, so no run sees
-    what an earlier one wrote.
-    """
-    import numpy
-
-    global _mapped_run
-    if run != _mapped_run:
-        if _mapped_run is None:  # this worker's first shared array
-            from .joblib_internals import count_only_private_memory
-
-            count_only_private_memory()
-        _mapped_run = run
-        _checked.clear()
-        _checked.update(_unwritten_while_idle)  # no chunk ran since that check
-        _forget_mappings()
-    mapped = _mappings.get(path)
-    if mapped is not None and path not in _checked and not written_pages.unwritten(mapped):
-        mapped = None  # unmapped once no array of the earlier run uses it
-    if mapped is None:
-        with open(path, "rb") as file:
-            mapped = _mappings[path] = mmap.mmap(file.fileno(), nbytes,
-                                                 access=mmap.ACCESS_COPY)
-    _checked.add(path)
-    _used.add(path)
-    return numpy.frombuffer(mapped, dtype=dtype).reshape(shape, order=order)
-
-
-def check_while_idle():
-    """In a worker with nothing to do: check the kept mappings now, so that
-    the next run need not (about 5 ms per 200 MB). A written one is dropped.
-    Holds until a chunk runs (``chunk_starts``)."""
-    for path, mapped in list(_mappings.items()):
-        if path not in _unwritten_while_idle:
-            if written_pages.unwritten(mapped):
-                _unwritten_while_idle.add(path)
-            else:
-                del _mappings[path]
-
-
-def chunk_starts():
-    """A chunk's code is about to run here: it may write to any mapping."""
-    _unwritten_while_idle.clear()
-
-
-def _forget_mappings():
-    """A run that shares arrays begins: keep only the mappings the last such
-    run used (an array changed at every run would otherwise leave one per
-    version), and of those only the ones whose file is still there (the
-    memory of a removed file lives while it is mapped)."""
-    for path in list(_mappings):
-        if path not in _used or not os.path.exists(path):
-            del _mappings[path]
-    _used.clear()
-
-
-# In a worker: path -> its mmap, kept across runs; the paths the current
-# run uses; those checked (or mapped) in it; those found unwritten since
-# the last chunk ran.
-_mappings = {}
-_used = set()
-_checked = set()
-_unwritten_while_idle = set()
-_mapped_run = None
 
 
 class SharedStore:
@@ -254,8 +181,8 @@ def _digest(view):
     if view.nbytes < _HASH_IN_PARTS_BYTES or parts < 2:
         return xxhash.xxh3_128_hexdigest(view)
     step = -(-view.nbytes // parts)
-    digests = _hash_pool(parts).map(
-        xxhash.xxh3_128_digest, [view[start:start + step] for start in range(0, view.nbytes, step)])
+    pieces = [view[start:start + step] for start in range(0, view.nbytes, step)]
+    digests = _hash_pool(parts).map(xxhash.xxh3_128_digest, pieces)
     return xxhash.xxh3_128_hexdigest(b"".join(digests))
 
 

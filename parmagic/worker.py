@@ -23,7 +23,7 @@ from .mutation import GlobalWatch
 from .time_limits import TimeLimitReached, time_limit
 from .tracebacks import frames_of
 from .worker_process import prepare_worker
-from . import worker_setup  # its Setup, looked up at call time: it imports this module
+from . import kept_runs, worker_setup  # looked up at call time: they import this module
 
 # Results of these types always pickle; others are pickled once in the worker
 # (see Batch.__reduce__) so that a failure is pinned on its own item.
@@ -49,8 +49,9 @@ class Batch:
     """What happened to a chunk of items, in a form that pickles quickly.
 
     ``indices`` (a list, or a range for a whole chunk) and ``values`` run
-    in parallel (a failed item's value is None); ``failures`` maps index -> (exception, traceback frames, see
-    ``tracebacks.frames_of``); ``outputs`` maps index -> captured parts.
+    in parallel (a failed item's value is None); ``failures`` maps index ->
+    (exception, traceback frames, see ``tracebacks.frames_of``);
+    ``outputs`` maps index -> captured parts.
     ``span`` is (worker id, start time, wall seconds, CPU seconds) of the
     chunk's work, None for failures found outside a worker;
     ``changed_globals`` are the globals it changed.
@@ -170,7 +171,7 @@ def run_calls(func, calls, options=CallOptions(), kept=None):
     """A ``Batch`` for the ``(index, args)`` calls. The globals are
     fingerprinted once around all the calls (cheap per chunk). ``func`` may
     be a ``Setup``: its SETUP runs first, where it has not run yet.
-    ``kept``: the ``KeptRun`` of a worker process that runs several chunks
+    ``kept``: the ``kept_runs.KeptRun`` of a worker process that runs several chunks
     of one run, which also keeps what the fingerprints need."""
     if isinstance(func, worker_setup.Setup):
         return func.run_calls(calls, options, kept)
@@ -310,7 +311,7 @@ class Chunk:
     With ``sharing`` (a ``shared_data.RunSharing``, on the loky path) the
     chunk pickles itself, large arrays going through shared memory: as it
     is pickled in the parent, only small references travel, and the worker
-    unpickles the function once per run (``kept_run``).
+    unpickles the function once per run (``kept_runs``).
     """
 
     def __init__(self, func, calls, options=CallOptions(), sharing=None, kept=None):
@@ -318,7 +319,7 @@ class Chunk:
         self.calls = calls  # (index, args) calls: a list, or an inputs.CallChunk
         self.options = options
         self.sharing = sharing
-        self.kept = kept  # in a worker: the run's KeptRun
+        self.kept = kept  # in a worker: the run's kept_runs.KeptRun
 
     @property
     def pickles_itself(self):
@@ -333,45 +334,6 @@ class Chunk:
         if self.sharing is None:
             return (Chunk, (self.func, self.calls, self.options))
         sharing = self.sharing
-        return (_unpickled_chunk, (sharing.token, sharing.dumps_once(self.func),
+        return (kept_runs.unpickled_chunk, (sharing.token, sharing.dumps_once(self.func),
                                    sharing.dumps_items(self.calls),
                                    sharing.dumps_once(self.options)))
-
-
-class KeptRun:
-    """What a worker process keeps of one run between its chunks, per
-    thread: the function, unpickled once (so its globals live on from
-    chunk to chunk, as in any process, and a notebook function costs one
-    unpickling, not one per chunk), and the mutation check's watch with
-    the last fingerprints it took."""
-
-    def __init__(self, func):
-        self.func = func
-        self.watch = None
-        self.snapshot = None
-
-
-_kept = {}  # (run token, thread id) -> KeptRun, for the latest run only
-_kept_lock = threading.Lock()
-
-
-def forget_runs():
-    """The notebook says its run is over: drop what this worker kept of it
-    (the function and whatever its globals hold, and SETUP's), so that a
-    large global does not stay in every worker until the next run."""
-    with _kept_lock:
-        _kept.clear()
-    worker_setup.forget_runs()
-
-
-def _unpickled_chunk(token, func_data, calls_data, options_data):
-    key = (token, threading.get_ident())
-    with _kept_lock:
-        kept = _kept.get(key)
-    if kept is None:
-        kept = KeptRun(pickle.loads(func_data))
-        with _kept_lock:
-            if any(other != token for other, _ in _kept):
-                _kept.clear()  # an earlier run's: its chunks are done here
-            _kept[key] = kept
-    return Chunk(kept.func, pickle.loads(calls_data), pickle.loads(options_data), kept=kept)

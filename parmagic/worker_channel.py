@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from . import shared_data, worker
+from . import kept_runs, mappings, worker
 from .worker import dumps_batch
 
 # Seconds without a chunk after which a worker counts as idle. Runs that
@@ -48,13 +48,13 @@ def serve(address, key):
         connection.send_bytes(key)
         while True:
             if not connection.poll(_IDLE_AFTER):  # idle: do what the next run would
-                shared_data.check_while_idle()
+                mappings.check_while_idle()
             try:
                 message = connection.recv_bytes()
             except (EOFError, OSError):
                 return
             if message == RUN_OVER:  # nothing to answer
-                worker.forget_runs()
+                kept_runs.forget_runs()
             else:
                 connection.send_bytes(_run(message))
     finally:
@@ -64,8 +64,8 @@ def serve(address, key):
 
 def _run(message):
     try:
-        chunk = pickle.loads(message)  # maps a run's shared arrays (shared_data)
-        shared_data.chunk_starts()
+        chunk = pickle.loads(message)  # maps a run's shared arrays (mappings)
+        mappings.chunk_starts()
         return dumps_batch(chunk())
     except Exception as exc:
         try:

@@ -116,7 +116,7 @@ _shipped_lock = threading.Lock()
 
 
 def forget_runs():
-    """Drop the Setup a worker process kept (``worker.forget_runs``)."""
+    """Drop the Setup a worker process kept (``kept_runs.forget_runs``)."""
     with _shipped_lock:
         _shipped.clear()
 

@@ -1,6 +1,6 @@
 """Whether this process has written into a copy-on-write file mapping.
 
-A worker maps each shared array's file privately (``shared_data.attach``):
+A worker maps each shared array's file privately (``mappings.attach``):
 pages it only reads stay the file's pages, and the first write to a page
 gives the process a private copy of it. Linux says which pages are private
 copies in ``/proc/self/pagemap`` (one 64-bit entry per page; bit 63: in

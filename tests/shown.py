@@ -6,9 +6,9 @@ import traceback
 # What a failure must not show: frames of parmagic, joblib, loky, the
 # standard library's pools and threads and IPython itself, and the old
 # two-part "remote traceback, then the direct cause" shape.
-MACHINERY = ("parmagic/", "joblib", "loky", "concurrent", "threading.py", "queue.py", "selectors.py",
-             "interactiveshell.py", "site-packages", "skipping hidden", "RemoteTraceback",
-             "direct cause", "During handling")
+MACHINERY = ("parmagic/", "joblib", "loky", "concurrent", "threading.py", "queue.py",
+             "selectors.py", "interactiveshell.py", "site-packages", "skipping hidden",
+             "RemoteTraceback", "direct cause", "During handling")
 
 
 def traceback_text(error):

@@ -38,4 +38,5 @@ def test_a_worker_calls_each_item_of_a_chunk_with_its_index():
     batch = run_calls(pow_or_id, pickle.loads(pickle.dumps(chunk)))
     assert (batch.indices, batch.values) == ([0, 1, 2], [0, 1, 4])
     batch = run_calls(abs, pickle.loads(pickle.dumps(Inputs([[-5, 6, "x"]], False).take(3))))
-    assert (list(batch.indices), batch.values[:2], list(batch.failures)) == ([0, 1, 2], [5, 6], [2])
+    assert list(batch.indices) == [0, 1, 2]
+    assert (batch.values[:2], list(batch.failures)) == ([5, 6], [2])

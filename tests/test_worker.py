@@ -53,9 +53,9 @@ def test_a_change_in_any_chunk_is_found_and_none_is_made_up(changed_at):
 
 
 def kept_in_this_worker(_):
-    from parmagic import worker, worker_setup
+    from parmagic import kept_runs, worker_setup
 
-    return len(worker._kept) + len(worker_setup._shipped)
+    return len(kept_runs._kept) + len(worker_setup._shipped)
 
 
 def test_a_worker_lets_go_of_a_run_once_it_is_over():
