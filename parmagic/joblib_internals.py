@@ -164,7 +164,7 @@ class LokyPool:
         pool = None if self.private else _take_warm_pool(self.parallel, self.workers)
         if pool is None:  # asked for, or the warm pool is busy with another run
             self.private = True
-            pool = _private_pool(self.parallel, self.workers)
+            pool = _new_pool(self.parallel, self.workers)
         self.executor, self.channels = pool
         after = _worker_pids(self.executor)
         self.starts.append(PoolStart(
@@ -184,6 +184,7 @@ class LokyPool:
         if self.executor is None:
             return
         self.channels.close()
+        _open_pools.pop(self.executor, None)
         if not self.private:
             _forget_warm_pool(self.executor)
         self.executor.shutdown(wait=True, kill_workers=True)
@@ -268,7 +269,7 @@ def _take_warm_pool(parallel, workers):
             _stop(executor, channels)
             executor = None
         if executor is None:
-            executor, channels = _private_pool(parallel, workers)
+            executor, channels = _new_pool(parallel, workers)
         _warm.update(executor=executor, channels=channels, key=key, in_use=True,
                      idle_timeout=_idle_timeout(parallel))
         return executor, channels
@@ -321,11 +322,11 @@ def _idle_timeout(parallel):
     return options.get("idle_worker_timeout", _IDLE_WORKER_TIMEOUT)
 
 
-def _private_pool(parallel, n_workers):
-    """A loky executor of ``n_workers`` with the worker environment and idle
-    timeout joblib would give its own pool, and its workers' channels
-    (tasks pickle themselves, so joblib's memmapping reducers are not
-    needed)."""
+def _new_pool(parallel, n_workers):
+    """(executor, channels): a loky executor of ``n_workers`` with the
+    worker environment and idle timeout joblib would give its own pool, and
+    its workers' channels (tasks pickle themselves, so joblib's memmapping
+    reducers are not needed). For the warm pool or for one run alone."""
     backend = parallel._backend
     executor = ProcessPoolExecutor(
         max_workers=n_workers,
