@@ -200,8 +200,9 @@ class ParmapRecord:
     @property
     def attempts(self):
         """Item index -> how many times it ran, for the items that ran more
-        than once (``retries``); every other item ran once."""
-        return {index: len(failed) + 1 for index, failed in self.retried.items()}
+        than once (``retries``), in index order (failures arrive in any
+        order); every other item ran once."""
+        return {index: len(failed) + 1 for index, failed in sorted(self.retried.items())}
 
     @property
     def outputs(self):

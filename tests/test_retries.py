@@ -208,3 +208,12 @@ def test_without_retries_nothing_runs_twice(tmp_path):
 def test_bad_retry_settings_are_input_errors(options, message):
     with pytest.raises(ParmagicInputError, match=message):
         pmap(abs, [1], **options)
+
+
+def test_attempts_are_listed_in_item_order_whichever_failed_first():
+    from parmagic.report import ParmapRecord
+
+    record = ParmapRecord("f", "loky", 2, 6)
+    for index in (5, 2, 5):  # failures arrive in any order
+        record.add_failed_attempt(index, index, ValueError(index), "")
+    assert list(record.attempts.items()) == [(2, 2), (5, 3)]
