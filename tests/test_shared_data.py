@@ -83,32 +83,20 @@ def test_what_one_run_wrote_in_a_worker_never_reaches_the_next_run(spoil):
 
 
 @needs_linux("/proc/self/pagemap, which tells a kept mapping is unwritten")
-def test_a_worker_keeps_an_unwritten_mapping_for_the_next_run_and_remaps_a_written_one():
+def test_a_worker_keeps_an_unwritten_mapping_for_the_next_run():
+    # (that a written one is mapped afresh shows in the test above: a new
+    # mapping may reuse the old one's addresses, so addresses cannot tell)
     cell = notebook("""
         import os
         BIG = np.zeros(2_000_000)
         def where(i):
             return os.getpid(), BIG.__array_interface__["data"][0]
-        def poke(i):
-            BIG[i] = 1.0
-            return os.getpid(), BIG.__array_interface__["data"][0]
     """)
-
-    def addresses(func):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", GlobalMutationWarning)
-            return dict(pmap(cell[func], range(6), n_jobs=2, batch_size=1))
-
-    first = addresses("where")
-    again = addresses("where")
+    first = dict(pmap(cell["where"], range(6), n_jobs=2, batch_size=1))
+    again = dict(pmap(cell["where"], range(6), n_jobs=2, batch_size=1))
     kept = [pid for pid in again if pid in first]
     assert kept, "the second run found none of the first run's workers"
     assert all(again[pid] == first[pid] for pid in kept)  # not mapped again
-    poked = addresses("poke")
-    after = addresses("where")
-    written = [pid for pid in after if pid in poked]
-    assert written
-    assert all(after[pid] != poked[pid] for pid in written)  # mapped afresh
 
 
 @pytest.mark.parametrize("make", [
