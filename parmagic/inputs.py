@@ -75,8 +75,7 @@ class Inputs:
     def call_again(self, index):
         """The ``(index, args)`` call of an item still in flight, to run it
         again (``--retries``)."""
-        item = self._in_flight.item(index)
-        return index, (item,) if self._spread else item
+        return next(iter(CallChunk(index, [self._in_flight.item(index)], self._spread)))
 
     def finished(self, indices, wanted):
         """Forget the finished ``indices``; return the items of those in

@@ -43,6 +43,7 @@ from typing import NamedTuple
 import cloudpickle
 
 from .mappings import attach
+from .worker import PLAIN_TYPES
 
 MIN_SHARED_BYTES = 1 << 20
 DEFAULT_LIMIT_BYTES = 4 << 30
@@ -262,7 +263,7 @@ class RunSharing:
         not reach its Python code.)"""
         items = getattr(calls, "items", None)
         if (items is None or len(items) > _FEW_ITEMS
-                or not _PLAIN.issuperset(map(type, items))):
+                or not PLAIN_TYPES.issuperset(map(type, items))):
             return self.dumps(calls)
         started = time.perf_counter()
         data = pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL)
@@ -297,7 +298,6 @@ class RunSharing:
         self.store.release(self._in_use)
 
 
-_PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes))
 _FEW_ITEMS = 64
 
 
