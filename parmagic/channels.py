@@ -56,6 +56,12 @@ class _Channel:
         self.serving = None  # loky's future of the worker's serve task
         self.in_flight = collections.deque()  # (future, pickled size)
 
+    def fail(self, error):
+        """Fail the chunks on their way here with ``error``."""
+        while self.in_flight:
+            future, _ = self.in_flight.popleft()
+            future.set_exception(error)
+
     def takes(self, nbytes):
         if not self.in_flight:
             return True
@@ -86,7 +92,6 @@ class Channels:
     time (``pool.LokyRun``)."""
 
     def __init__(self, executor, n_workers, spawning=contextlib.nullcontext):
-        self.executor = executor
         self.channels = _connect(executor, n_workers, spawning)
         self.waiting = collections.deque()  # (future, data) not yet sent
 
@@ -142,9 +147,7 @@ class Channels:
         Chunks not sent yet are cancelled; those on their way fail."""
         for channel in self.channels:
             channel.connection.close()
-            while channel.in_flight:
-                future, _ = channel.in_flight.popleft()
-                future.set_exception(BrokenProcessPool("the pool was stopped"))
+            channel.fail(BrokenProcessPool("the pool was stopped"))
         self.channels = []
         for future, _ in self.waiting:
             future.cancel()
@@ -194,9 +197,7 @@ class Channels:
         self.channels.remove(channel)
         channel.connection.close()
         error = _death_notice(channel.serving)
-        while channel.in_flight:
-            future, _ = channel.in_flight.popleft()
-            future.set_exception(error)
+        channel.fail(error)
         if not self.channels:  # nothing can run what waits here
             for future, _ in self.waiting:
                 if future.set_running_or_notify_cancel():

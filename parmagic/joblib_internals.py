@@ -183,11 +183,9 @@ class LokyPool:
         """Kill the workers now; the next submission starts fresh ones."""
         if self.executor is None:
             return
-        self.channels.close()
-        _open_pools.pop(self.executor, None)
         if not self.private:
             _forget_warm_pool(self.executor)
-        self.executor.shutdown(wait=True, kill_workers=True)
+        _stop(self.executor, self.channels, wait=True, kill=True)
         self.executor = self.channels = None
 
     def close(self):
@@ -356,10 +354,13 @@ def _open(executor, n_workers):
     return channels
 
 
-def _stop(executor, channels):
-    channels.close()  # the serve tasks end, so shutdown need not wait for them
+def _stop(executor, channels, wait=False, kill=False):
+    """Shut a pool down, waiting for its workers or not, or killing them.
+    Its channels close first: their serve tasks end, so that a shutdown
+    need not wait for them."""
+    channels.close()
     _open_pools.pop(executor, None)
-    executor.shutdown(wait=False)
+    executor.shutdown(wait=wait, kill_workers=kill)
 
 
 def _worker_env_inputs(backend):
@@ -377,9 +378,7 @@ def shutdown_pools(kill=False):
     with _warm_lock:
         _warm.clear()
     for executor, channels in list(_open_pools.items()):
-        channels.close()
-        _open_pools.pop(executor, None)
-        executor.shutdown(wait=True, kill_workers=kill)
+        _stop(executor, channels, wait=True, kill=kill)
     executor = reusable_executor._executor
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=kill)
