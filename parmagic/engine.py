@@ -273,7 +273,7 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
     if internals.runs_on_loky(parallel, n_jobs):
         own_pool = own_pool or workers > pool_size.cores()
         stream = LokyRun(parallel, func, options, batch_size, n_items, workers, func_label,
-                         private_pool=own_pool)
+                         private_pool=own_pool, n_jobs=n_jobs)
     elif settings["backend"] == "dask":
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
                          n_items, n_jobs, func_label)

@@ -132,14 +132,17 @@ class LokyPool:
     ``private=True``: a pool made for this run alone, shut down by
     ``close``. ``workers``: how many the run needs (None: as many as
     ``parallel`` asks for); a warm pool with more, but no more than
-    ``parallel`` asks for, is used as it is. ``starts`` records each time
-    workers were started for the run.
+    ``parallel`` asks for (``n_jobs``, its ``effective_n_jobs`` if the
+    caller has it: with n_jobs=-1 that reads the CPU limits, 0.1 ms), is
+    used as it is. ``starts`` records each time workers were started for
+    the run.
     """
 
-    def __init__(self, parallel, private=False, workers=None):
+    def __init__(self, parallel, private=False, workers=None, n_jobs=None):
         self.parallel = parallel
         self.private = private
-        self.workers = workers or effective_n_jobs(parallel)
+        self.n_jobs = n_jobs or effective_n_jobs(parallel)
+        self.workers = workers or self.n_jobs
         self.executor = None  # started with the first submission
         self.channels = None
         self.starts = []
@@ -161,7 +164,8 @@ class LokyPool:
             self._wait_for_warm_up()
         asked, began = time.time(), time.perf_counter()
         before = set() if self.private else _worker_pids(_warm.get("executor"))
-        pool = None if self.private else _take_warm_pool(self.parallel, self.workers)
+        pool = (None if self.private
+                else _take_warm_pool(self.parallel, self.workers, self.n_jobs))
         if pool is None:  # asked for, or the warm pool is busy with another run
             self.private = True
             pool = _new_pool(self.parallel, self.workers)
@@ -244,16 +248,15 @@ _warm_lock = threading.Lock()
 _open_pools = weakref.WeakKeyDictionary()  # executor -> its Channels
 
 
-def _take_warm_pool(parallel, workers):
+def _take_warm_pool(parallel, workers, n_jobs):
     """(executor, channels) of the warm pool, configured as ``parallel``
-    would be, with at least ``workers`` workers and at most ``parallel``'s
-    n_jobs, marked in use; None if another run has it.
+    would be, with at least ``workers`` workers and at most ``n_jobs``
+    (``parallel``'s), marked in use; None if another run has it.
 
     A warm pool configured the same way with enough workers is used as it
     is; otherwise a new one of ``workers`` replaces it (loky's plain
     executor cannot grow: more workers than a pool has cost a new pool)."""
     backend = parallel._backend
-    allowed = backend.effective_n_jobs(parallel.n_jobs)
     key = repr((_worker_env_inputs(backend), backend.backend_kwargs,
                 parallel._backend_kwargs))
     with _warm_lock:
@@ -262,7 +265,7 @@ def _take_warm_pool(parallel, workers):
         executor, channels = _warm.get("executor"), _warm.get("channels")
         if executor is not None and (
             key != _warm["key"] or executor._flags.broken or executor._flags.shutdown
-            or not workers <= len(channels) <= allowed
+            or not workers <= len(channels) <= n_jobs
         ):
             _stop(executor, channels)
             executor = None

@@ -36,9 +36,9 @@ class LokyRun(ChunkedRun):
     ``WorkerCrashError`` and the next chunks go to a fresh pool."""
 
     def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label,
-                 private_pool=False):
+                 private_pool=False, n_jobs=None):
         # workers start with the first chunk (never, if every item is cached)
-        self.pool = LokyPool(parallel, private=private_pool, workers=n_workers)
+        self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs)
         self.sharing = RunSharing(store())
         super().__init__(func, options, batch_size, n_items, n_workers, func_label)
 
