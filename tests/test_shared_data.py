@@ -52,6 +52,24 @@ def test_a_global_array_is_copied_once_then_reused_and_changes_are_seen():
     assert changed.transfer.shared == big.nbytes
 
 
+def test_a_global_unchanged_for_runs_then_changed_in_one_element_is_seen():
+    # after a few runs that find it unchanged the array is no longer hashed
+    # but watched (write_watch): one write must still make a new version
+    cell = notebook("""
+        BIG = np.zeros(2_000_000)  # 16 MB
+        def read_big(i):
+            return float(BIG[i * 500_000:(i + 1) * 500_000].sum())
+    """)
+    read_big, big = cell["read_big"], cell["BIG"]
+    for _ in range(4):
+        record = run(read_big, [range(4)], n_jobs=2)
+        assert record.results == [0.0] * 4
+    big[1_999_999] = 5.0
+    changed = run(read_big, [range(4)], n_jobs=2)
+    assert changed.results == [0.0, 0.0, 0.0, 5.0]
+    assert changed.transfer.shared == big.nbytes
+
+
 def test_writes_in_a_worker_stay_there_and_are_reported():
     cell = notebook("""
         BIG = np.zeros(2_000_000)
