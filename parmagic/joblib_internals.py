@@ -89,6 +89,17 @@ def backend_name(parallel):
     return name.removesuffix("Backend").lower() or name
 
 
+def configuration():
+    """What a new ``joblib.Parallel`` takes from its surroundings besides its
+    arguments: this thread's ``parallel_config`` (each ``with`` block puts a
+    new object in place and puts the old one back after), and the default
+    backend's name and class. While each is the same object, a new Parallel
+    with the same arguments would be the same as the last."""
+    name = joblib_parallel.DEFAULT_BACKEND
+    return (getattr(joblib_parallel._backend, "config", None), name,
+            joblib_parallel.BACKENDS.get(name))
+
+
 # -- joblib's backend registry ---------------------------------------------------
 def registered_backends():
     """Backend names joblib knows now, ``{name: backend class}``."""

@@ -171,6 +171,20 @@ def test_enclosing_parallel_config_is_respected():
     assert (records[0].backend, records[0].n_jobs) == ("threading", 3)
 
 
+def test_a_parallel_config_between_runs_with_the_same_options_is_respected():
+    # (runs on loky keep their joblib.Parallel for the next run with the same
+    # options: a parallel_config in between must still count)
+    def backend_of_a_run():
+        records = []
+        run(square, [range(3)], n_jobs=2, on_start=records.append)
+        return records[0].backend
+
+    assert backend_of_a_run() == backend_of_a_run() == "loky"
+    with joblib.parallel_config(backend="threading"):
+        assert backend_of_a_run() == "threading"
+    assert backend_of_a_run() == "loky"
+
+
 def test_default_is_loky_on_all_cores():
     records = []
     run(square, [range(3)], on_start=records.append)

@@ -18,6 +18,8 @@ from parmagic.worker import Chunk
 MODULE_NAMES = [
     ("joblib.parallel", "BACKENDS"),
     ("joblib.parallel", "get_active_backend"),
+    ("joblib.parallel", "_backend"),
+    ("joblib.parallel", "DEFAULT_BACKEND"),
     ("joblib.externals.loky", "ProcessPoolExecutor"),
     ("joblib.externals.loky.backend.resource_tracker", "register"),
     ("joblib.externals.loky.backend.resource_tracker", "unregister"),
@@ -46,6 +48,14 @@ FLAGS_NAMES = ["broken", "shutdown", "kill_workers"]
 @pytest.mark.parametrize("module, name", MODULE_NAMES)
 def test_module_level_names_exist(module, name):
     assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone"
+
+
+def test_a_parallel_config_block_changes_the_configuration_and_puts_it_back():
+    before = internals.configuration()
+    with joblib.parallel_config(backend="threading"):
+        inside = internals.configuration()
+        assert inside[0] is not before[0]
+    assert all(a is b for a, b in zip(internals.configuration(), before))
 
 
 @pytest.mark.parametrize("private", [False, True], ids=["warm pool", "own pool"])
