@@ -1,5 +1,6 @@
 """A large notebook global read by every item, in a live kernel: sent once
-through shared memory, never stale, and nothing left in /dev/shm once the
+through shared memory, never stale (also once it is watched for writes
+instead of hashed), and nothing left in /dev/shm once the
 kernel exits, also after a worker was killed."""
 
 import os
@@ -30,6 +31,14 @@ def test_a_global_array_goes_once_is_never_stale_and_is_removed_at_exit():
         assert shown.endswith("True\n")
         shown = kernel.text("r = %pmap -t -n 2 --no-progress part range(4)\nprint(r == expected())")
         assert "0 B into shared memory, 32.0 MB already there" in shown
+        # unchanged runs in a row: the kernel watches BIG for writes instead
+        # of hashing it (write_watch); one element written must still count
+        shown = kernel.text("r = %pmap -n 2 --no-progress part range(4)\n"
+                            "r = %pmap -n 2 --no-progress part range(4)\n"
+                            "BIG[2_000_000] = -1.0\n"
+                            "r = %pmap -n 2 --no-progress part range(4)\n"
+                            "print(r == expected())")
+        assert shown == "True\n"
         shown = kernel.text("BIG += 1\nr = %pmap -n 2 --no-progress part range(4)\n"
                             "print(r == expected())")
         assert shown == "True\n"  # the in-place change is seen
