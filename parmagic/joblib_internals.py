@@ -96,7 +96,8 @@ def configuration():
     backend's name and class. While each is the same object, a new Parallel
     with the same arguments would be the same as the last."""
     name = joblib_parallel.DEFAULT_BACKEND
-    return (getattr(joblib_parallel._backend, "config", None), name,
+    config = getattr(joblib_parallel._backend, "config", joblib_parallel.default_parallel_config)
+    return (config, name,
             joblib_parallel.BACKENDS.get(name))
 
 
@@ -410,9 +411,11 @@ def start_warm_pool(n_jobs):
     from .pool_size import cores
     from .worker import Chunk
 
+    from .channels import exiting
+
     parallel = Parallel(n_jobs=n_jobs, backend="loky")
     n_workers = effective_n_jobs(parallel)
-    if not runs_on_loky(parallel, n_workers):
+    if not runs_on_loky(parallel, n_workers) or exiting.is_set():
         return 0
     n_workers = min(n_workers, cores())
     pool = LokyPool(parallel, workers=n_workers)
@@ -425,11 +428,12 @@ def start_warm_pool(n_jobs):
     return n_workers
 
 
-def before_loky_exits(hook):
-    """Run ``hook`` at interpreter exit before the loky pools started so
-    far are shut down (loky does that in a ``threading`` exit hook, which
-    it registers as each pool starts; these hooks run last registered
-    first). Call it after the pool concerned has started."""
+def at_exit_before_threads_stop(hook):
+    """Run ``hook`` at interpreter exit while other threads still run: among
+    ``threading``'s exit hooks, which run before ``atexit``'s and before
+    daemon threads are stopped, last registered first. loky shuts its pools
+    down in such a hook, registered when its first pool starts: a hook
+    registered after that runs before it."""
     threading._register_atexit(hook)
 
 

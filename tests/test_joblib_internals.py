@@ -2,6 +2,7 @@
 (all used in parmagic/joblib_internals.py, and three of cloudpickle's) still exists, and the pools it
 builds from them behave: if an upgrade moves one, this fails by name."""
 
+import concurrent.futures
 import importlib
 import os
 import signal
@@ -20,6 +21,7 @@ MODULE_NAMES = [
     ("joblib.parallel", "get_active_backend"),
     ("joblib.parallel", "_backend"),
     ("joblib.parallel", "DEFAULT_BACKEND"),
+    ("joblib.parallel", "default_parallel_config"),
     ("joblib.externals.loky", "ProcessPoolExecutor"),
     ("joblib.externals.loky.backend.resource_tracker", "register"),
     ("joblib.externals.loky.backend.resource_tracker", "unregister"),
@@ -35,7 +37,7 @@ MODULE_NAMES = [
     ("cloudpickle.cloudpickle", "_DYNAMIC_CLASS_TRACKER_BY_ID"),
     ("cloudpickle.cloudpickle", "_make_skeleton_class"),
     ("cloudpickle.cloudpickle", "_class_setstate"),
-    # the standard library's, read by joblib_internals.before_loky_exits
+    # the standard library's, read by joblib_internals.at_exit_before_threads_stop
     ("threading", "_register_atexit"),
 ]
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_effective_n_jobs", "n_jobs"]
@@ -51,11 +53,17 @@ def test_module_level_names_exist(module, name):
 
 
 def test_a_parallel_config_block_changes_the_configuration_and_puts_it_back():
-    before = internals.configuration()
-    with joblib.parallel_config(backend="threading"):
-        inside = internals.configuration()
-        assert inside[0] is not before[0]
-    assert all(a is b for a, b in zip(internals.configuration(), before))
+    def check():
+        before = internals.configuration()
+        with joblib.parallel_config(backend="threading"):
+            inside = internals.configuration()
+            assert inside[0] is not before[0]
+        return all(a is b for a, b in zip(internals.configuration(), before))
+
+    assert check()
+    # a new thread has had no parallel_config yet (joblib's are per thread)
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        assert thread.submit(check).result()
 
 
 @pytest.mark.parametrize("private", [False, True], ids=["warm pool", "own pool"])
