@@ -227,8 +227,9 @@ def _death_notice(serving):
 
 
 # Set at interpreter exit: pools still connecting give up (see _abort_at_exit).
-_exiting = threading.Event()
+exiting = threading.Event()
 _connecting = set()  # threads waiting for workers to connect
+_abort_registered = []  # _abort_at_exit is registered once, after loky's hook
 
 
 def _abort_at_exit():
@@ -237,7 +238,7 @@ def _abort_at_exit():
     thread stops its workers and removes its folder before loky, whose exit
     hook kills them, leaving half-made resources for its tracker to warn
     about."""
-    _exiting.set()
+    exiting.set()
     for thread in list(_connecting):
         if thread is not threading.current_thread():
             thread.join(_CONNECT_ABORT_TIMEOUT)
@@ -248,8 +249,10 @@ def _connect(executor, n_workers, spawning):
     connection of its own; returns their ``_Channel``s. A fresh executor
     starts its workers as the serve tasks are submitted, inside
     ``spawning()``; waiting for them to connect is outside it."""
-    from .joblib_internals import before_loky_exits, track_folder, untrack_folder
+    from .joblib_internals import at_exit_before_threads_stop, track_folder, untrack_folder
 
+    if exiting.is_set():  # nothing new starts once the process is exiting
+        raise BrokenProcessPool("the notebook process is exiting")
     folder = tempfile.mkdtemp(prefix="parmagic-")
     track_folder(folder)  # removed by loky's resource tracker if this process dies here
     address = os.path.join(folder, "s")
@@ -262,7 +265,9 @@ def _connect(executor, n_workers, spawning):
         key = os.urandom(16)
         with spawning():
             serving = [executor.submit(serve, address, key) for _ in range(n_workers)]
-        before_loky_exits(_abort_at_exit)  # (the pool has just registered its hook)
+        if not _abort_registered:  # (the pool has just registered loky's hook)
+            at_exit_before_threads_stop(_abort_at_exit)
+            _abort_registered.append(_abort_at_exit)
         _connecting.add(threading.current_thread())
         deadline = time.monotonic() + _CONNECT_TIMEOUT
         while len(channels) < n_workers:
@@ -305,7 +310,7 @@ def _small_chunk_bytes(sock):
 
 
 def _check_starting(serving, deadline):
-    if _exiting.is_set():
+    if exiting.is_set():
         raise BrokenProcessPool("the notebook process is exiting")
     for future in serving:
         if future.done():  # a worker died starting, or the pool broke

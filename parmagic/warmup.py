@@ -9,12 +9,21 @@ finds warm workers. ``%config ParMagic.warm_pool = False`` (or the same in
 
 A call that comes while the workers are still starting waits for them
 (``wait``), and its ``-t`` summary counts that wait as worker start-up.
+A process that exits meanwhile (a script that ends right after
+``%load_ext``) waits for the warm-up to give up and clean up after itself
+(``_give_up_at_exit``); otherwise the thread would be stopped half-way and
+loky's semaphores, the connection folder and loky's warnings about them
+would be left behind.
 """
 
 import threading
 import time
 
 _started = {}  # n_jobs -> the thread that warmed a pool for it
+_exit_hook = []  # registered once, with the first warm-up
+# How long an exit waits at most for a warm-up to give up (spawning a worker
+# cannot be interrupted; stopping what was started takes well under this).
+_GIVE_UP_TIMEOUT = 10.0
 
 
 def start(n_jobs=None):
@@ -27,6 +36,11 @@ def start(n_jobs=None):
     thread = threading.Thread(target=_warm, args=(n_jobs,), daemon=True,
                               name="parmagic-warm-pool")
     _started[n_jobs] = thread
+    if not _exit_hook:
+        from .joblib_internals import at_exit_before_threads_stop
+
+        at_exit_before_threads_stop(_give_up_at_exit)
+        _exit_hook.append(_give_up_at_exit)
     thread.start()
     return thread
 
@@ -43,6 +57,18 @@ def wait():
     for thread in running:
         thread.join()
     return time.perf_counter() - began, sum(getattr(t, "n_workers", 0) for t in running)
+
+
+def _give_up_at_exit():
+    """At exit: a pool still starting stops (``channels.exiting``), and the
+    exit waits for the warm-ups to have stopped their workers and removed
+    what they made."""
+    from .channels import exiting
+
+    exiting.set()
+    for thread in list(_started.values()):
+        if thread.is_alive() and thread is not threading.current_thread():
+            thread.join(_GIVE_UP_TIMEOUT)
 
 
 def _warm(n_jobs):

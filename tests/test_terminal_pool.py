@@ -86,3 +86,29 @@ _parmap.timeline()
             "backend draws into files only): pass path='timeline.png' to save it") in stderr
     assert "<Axes" not in stdout
     assert "Traceback" not in stdout + stderr
+
+
+def test_a_script_that_ends_while_the_pool_starts_leaves_nothing_and_says_nothing(tmp_path):
+    # `%load_ext` starts the workers in the background; a script ending at
+    # once must neither print loky's leak warnings nor leave its semaphores,
+    # socket folder or worker processes behind
+    import glob
+    import os
+    import tempfile
+
+    import psutil
+    from waiting import until
+
+    def loky_workers():
+        return {p.pid for p in psutil.process_iter(["cmdline"])
+                if "LokyProcess" in " ".join(p.info["cmdline"] or [])}
+
+    before = loky_workers()  # (this test process's own pools)
+    for _ in range(3):
+        stdout, stderr = terminal.run_ipython(
+            tmp_path, "import os\nprint(os.getpid())\n%load_ext parmagic\n")
+        pid = int(stdout.split()[-1])
+        assert "leaked" not in stderr and "Traceback" not in stderr, stderr
+        assert glob.glob(f"/dev/shm/sem.loky-{pid}-*") == []
+        assert glob.glob(os.path.join(tempfile.gettempdir(), "parmagic-*")) == []
+        until(lambda: loky_workers() <= before, "the script's workers gone", 10)
