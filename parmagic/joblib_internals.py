@@ -97,8 +97,7 @@ def configuration():
     with the same arguments would be the same as the last."""
     name = joblib_parallel.DEFAULT_BACKEND
     config = getattr(joblib_parallel._backend, "config", joblib_parallel.default_parallel_config)
-    return (config, name,
-            joblib_parallel.BACKENDS.get(name))
+    return config, name, joblib_parallel.BACKENDS.get(name)
 
 
 # -- joblib's backend registry ---------------------------------------------------
@@ -288,6 +287,15 @@ def _take_warm_pool(parallel, workers, n_jobs):
         return executor, channels
 
 
+def nudge_warm_pool():
+    """A run is beginning: wake the warm pool's workers, if it is free (the
+    run about to take it sends no chunk before this is sent: it takes the
+    pool under the same lock)."""
+    with _warm_lock:
+        if _warm and not _warm["in_use"]:
+            _warm["channels"].nudge()
+
+
 def _return_warm_pool(executor):
     with _warm_lock:
         if _warm.get("executor") is executor:
@@ -408,10 +416,9 @@ def start_warm_pool(n_jobs):
     own (``pool_size``), so more would only wait, unused."""
     from joblib import Parallel
 
+    from .channels import exiting
     from .pool_size import cores
     from .worker import Chunk
-
-    from .channels import exiting
 
     parallel = Parallel(n_jobs=n_jobs, backend="loky")
     n_workers = effective_n_jobs(parallel)
