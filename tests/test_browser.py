@@ -108,7 +108,7 @@ def fails_like_a_serial_loop(notebook, index):
     text = error_text(notebook, index)
     in_order(text, "ZeroDivisionError", "Traceback (most recent call last)",
              "----> 5 get_ipython().run_line_magic('pmap', '-n 2 inv [1, 2, 0, 4]')",
-             "in inv()", "----> 2     return 1 / x",
+             "in inv(x)", "----> 2     return 1 / x",
              "ZeroDivisionError: division by zero",
              "parmagic: item 2 (0) failed; 3 of 4 results had finished")
     assert text.count("---->") == 2, text  # the cell's line and the function's

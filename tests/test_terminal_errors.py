@@ -24,10 +24,25 @@ def test_a_failing_item_shows_the_cell_then_the_function_then_the_note(tmp_path)
     text = shown(tmp_path, "%pmap -n 2 inv [1, 2, 0, 4]\n")
     in_order(text, "ZeroDivisionError                         Traceback",
              "----> 6 get_ipython().run_line_magic('pmap', '-n 2 inv [1, 2, 0, 4]')",
-             "in inv()", "----> 5     return 1 / x",
+             "in inv(x)", "----> 5     return 1 / x",
              "ZeroDivisionError: division by zero",
              "parmagic: item 2 (0) failed; 3 of 4 results had finished")
     assert text.count("---->") == 2  # the cell's line and the function's, each once
+
+
+def test_each_function_s_frame_is_headed_by_its_parameters_as_in_a_serial_loop(tmp_path):
+    # IPython heads a frame `in helper(a, scale, *rest, **opts)`; a rebuilt
+    # frame has the same parameters (their values stayed in the worker)
+    text = shown(tmp_path, """\
+def helper(a, *rest, scale=1, **opts):
+    return [1 / v for v in rest] + [a / scale]
+def f(x):
+    return helper(x, x, scale=x, flag=True)
+%pmap -n 2 --no-progress f [1, 0]
+""")
+    in_order(text, "in f(x)", "in helper(a, scale, *rest, **opts)", "in <listcomp>(.0)",
+             "----> 7     return [1 / v for v in rest] + [a / scale]",
+             "ZeroDivisionError: division by zero")
 
 
 def test_collected_failures_show_each_items_lines_under_the_cell(tmp_path):
@@ -40,7 +55,7 @@ def test_collected_failures_show_each_items_lines_under_the_cell(tmp_path):
 def test_a_time_limit_shows_the_line_the_item_was_stopped_on(tmp_path):
     text = shown(tmp_path, "def slow(x):\n    time.sleep(x)\n    return x\n"
                            "%pmap -n 2 --no-progress --timeout 0.5 slow [0, 30, 0]\n")
-    in_order(text, "in slow()", "----> 7     time.sleep(x)",
+    in_order(text, "in slow(x)", "----> 7     time.sleep(x)",
              "ItemTimeoutError: the item ran longer than its 0.5 s time limit",
              "parmagic: item 1 (30) failed")
 
