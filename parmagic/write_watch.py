@@ -42,12 +42,17 @@ as before.
 
 import collections
 import ctypes
-import fcntl
 import mmap
 import os
 import struct
+import sys
 import threading
 import weakref
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: nothing here is asked of the kernel
+    fcntl = None
 
 from . import written_pages
 
@@ -56,7 +61,7 @@ _KEPT = 256  # arrays whose last digest is remembered (the oldest forgotten)
 
 _PAGE = mmap.PAGESIZE
 _SYSCALL = {"x86_64": 323, "aarch64": 282}  # userfaultfd(2)
-_USER_MODE_ONLY, _NONBLOCK, _CLOEXEC = 1, os.O_NONBLOCK, os.O_CLOEXEC
+_USER_MODE_ONLY = 1  # UFFD_USER_MODE_ONLY: allowed without privileges
 _API = 0xAA
 _WP_UNPOPULATED, _WP_ASYNC = 1 << 13, 1 << 15  # UFFD_FEATURE_*
 _MODE_WP = 1 << 1  # UFFDIO_REGISTER_MODE_WP; UFFDIO_WRITEPROTECT_MODE_WP is 1
@@ -219,14 +224,16 @@ def _untouched(pages):
 def _open():
     """A userfaultfd with asynchronous write protection, or None where the
     system has none (or forbids it)."""
-    number = _SYSCALL.get(os.uname().machine) if hasattr(os, "uname") else None
+    if not sys.platform.startswith("linux"):  # (the numbers below are Linux's)
+        return None
+    number = _SYSCALL.get(os.uname().machine)
     if number is None:
         return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
-    fd = libc.syscall(number, _CLOEXEC | _NONBLOCK | _USER_MODE_ONLY)
+    fd = libc.syscall(number, os.O_CLOEXEC | os.O_NONBLOCK | _USER_MODE_ONLY)
     if fd < 0:
         return None
     try:

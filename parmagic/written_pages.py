@@ -18,11 +18,15 @@ themselves (one 64-bit entry per page; bit 63: in memory, 62: swapped out,
 """
 
 import ctypes
-import fcntl
 import mmap
 import os
 import struct
 import threading
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: nothing here is asked of the kernel
+    fcntl = None
 
 _PAGE = mmap.PAGESIZE
 _ENTRY = 8  # bytes per page in /proc/self/pagemap
