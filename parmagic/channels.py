@@ -32,7 +32,7 @@ from multiprocessing.connection import wait as wait_for_connections
 
 import cloudpickle
 
-from .worker_channel import NUDGE, RUN_OVER, TaskFailed, serve
+from .worker_channel import RUN_OVER, TaskFailed, serve
 
 # The send buffer asked for on each connection (the system may give less,
 # e.g. macOS's 8 kB default for local sockets is raised by asking).
@@ -129,20 +129,12 @@ class Channels:
             if not ready and remaining is not None and time.monotonic() >= deadline:
                 return {future for future in futures if future.done()}
 
-    def nudge(self):
-        """Tell every worker a run is about to send it chunks, so it stays
-        awake for them (``worker_channel._stay_awake``)."""
-        self._send_all(NUDGE)
-
     def run_over(self):
         """Tell every worker the run is over, so it drops what it kept of
         it; nothing comes back."""
-        self._send_all(RUN_OVER)
-
-    def _send_all(self, message):
         for channel in self.channels:
             try:
-                channel.connection.send_bytes(message)
+                channel.connection.send_bytes(RUN_OVER)
             except OSError:  # its worker is gone: found at the next run
                 pass
 

@@ -194,8 +194,6 @@ def run(
     reaches this one (both for :func:`start`).
     """
     __tracebackhide__ = True
-    if backend in (None, "loky") and not own_pool and not inside_item():
-        internals.nudge_warm_pool()  # its workers wake while this run gets ready
     func_label, *iterable_labels = labels or default_labels(len(iterables))
     check_inputs(func, iterables, star, func_label, iterable_labels)
     _check_init(init)

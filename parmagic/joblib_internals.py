@@ -287,15 +287,6 @@ def _take_warm_pool(parallel, workers, n_jobs):
         return executor, channels
 
 
-def nudge_warm_pool():
-    """A run is beginning: wake the warm pool's workers, if it is free (the
-    run about to take it sends no chunk before this is sent: it takes the
-    pool under the same lock)."""
-    with _warm_lock:
-        if _warm and not _warm["in_use"]:
-            _warm["channels"].nudge()
-
-
 def _return_warm_pool(executor):
     with _warm_lock:
         if _warm.get("executor") is executor:

@@ -12,7 +12,6 @@ breaks its pool as before, and the notebook sees its connection end.
 
 import pickle
 import socket
-import time
 from multiprocessing.connection import Connection
 
 import cloudpickle
@@ -25,14 +24,8 @@ from .worker import dumps_batch
 _IDLE_AFTER = 0.05
 
 
-# What the notebook sends when a run is over (a chunk is never empty, and a
-# pickle never starts with NUDGE).
+# What the notebook sends when a run is over (a chunk is never empty).
 RUN_OVER = b""
-# What the notebook sends when a run begins, before its first chunk: see
-# _stay_awake.
-NUDGE = b"n"
-# How long a nudged worker waits for its chunk without sleeping (seconds).
-_AWAKE_FOR = 0.002
 
 
 class TaskFailed:
@@ -62,29 +55,11 @@ def serve(address, key):
                 return
             if message == RUN_OVER:  # nothing to answer
                 kept_runs.forget_runs()
-            elif message == NUDGE:
-                _stay_awake(connection)
             else:
                 connection.send_bytes(_run(message))
     finally:
         worker.next_chunk_waiting = None
         connection.close()
-
-
-def _stay_awake(connection):
-    """Wait for the chunk the notebook is about to send without sleeping.
-
-    A process woken from sleep on an idle core waits for the core to wake
-    up too. The notebook nudges its workers when a run begins, so their
-    cores wake while it prepares the chunks; a worker then polls for up to
-    _AWAKE_FOR seconds, and the chunk finds it running. Measured here (a
-    virtual machine): calls of 4 tiny items one after another took 0.77 ms
-    instead of 1.0 ms, 1.1 ms instead of 1.5 ms with 2 ms between them.
-    After longer idleness the notebook's own steps slow down as much, and
-    the nudge no longer shows."""
-    deadline = time.perf_counter() + _AWAKE_FOR
-    while time.perf_counter() < deadline and not connection.poll(0):
-        pass
 
 
 def _run(message):

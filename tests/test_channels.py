@@ -36,22 +36,6 @@ def test_more_chunks_than_workers_all_come_back_in_their_futures(pool):
     assert [future.result(timeout=60).values for future in futures] == [[i] for i in range(20)]
 
 
-def test_nudged_workers_answer_only_the_chunks_that_follow(pool):
-    # a nudge (a run is about to begin) gets no answer of its own, whether a
-    # chunk follows at once, later, or never before the run is over
-    assert pool.submit(Chunk(abs, [(0, (-1,))])).result(timeout=60).values == [1]
-    channels = pool.channels  # (made with the first chunk)
-    channels.nudge()
-    assert pool.submit(Chunk(abs, [(0, (-2,))])).result(timeout=60).values == [2]
-    channels.nudge()
-    channels.nudge()
-    channels.run_over()
-    channels.nudge()
-    futures = [pool.submit(Chunk(abs, [(i, (-i,))])) for i in range(6)]
-    assert [future.result(timeout=60).values for future in futures] == [[i] for i in range(6)]
-    assert channels.idle()
-
-
 def test_a_task_that_cannot_be_pickled_fails_its_own_future_only(pool):
     lock = threading.Lock()
     refused = pool.submit(Chunk(lambda x: lock, [(0, (1,))]))
