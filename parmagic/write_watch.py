@@ -35,6 +35,11 @@ What keeps the answer true:
   other's record;
 - a forked child opens its own userfaultfd (registrations are not
   inherited).
+Every write through the page tables counts, the kernel's own included
+(``readinto`` an array, another process's ``process_vm_writev``). One that
+bypasses them does not: a device writing by DMA into memory pinned before
+the protection (RDMA, io_uring's registered buffers), as with the kernel's
+soft-dirty bits.
 Where any of this is missing (not Linux, an older kernel, a seccomp filter
 that forbids userfaultfd, a file-backed array) arrays are hashed every run,
 as before.
