@@ -83,6 +83,19 @@ def test_bytes_on_a_page_shared_with_neighbours_are_compared(watch, where):
     assert digest(watch, array, hashing) == _digest(memoryview(array).cast("B")) != before
 
 
+def test_a_write_by_the_kernel_is_seen_and_works(watch, tmp_path):
+    # readinto copies in the kernel: the protected page must take the write
+    # (not a SIGBUS) and record it
+    array = watched(watch, np.zeros(8 * MB, dtype=np.uint8))
+    before = digest(watch, array, Hashing())
+    path = tmp_path / "data"
+    path.write_bytes(b"\x07" * (2 * PAGE))
+    with open(path, "rb") as file:
+        assert file.readinto(memoryview(array)[10 * PAGE: 12 * PAGE]) == 2 * PAGE
+    assert array[10 * PAGE] == 7
+    assert digest(watch, array, Hashing()) == _digest(memoryview(array).cast("B")) != before
+
+
 def test_an_array_changed_before_every_run_is_never_protected(watch):
     array = np.zeros(8 * MB // 8)
     for step in range(5):
