@@ -45,18 +45,18 @@ def in_notebook(frames, func):
     the code came from, and its source line read from there."""
     codes = notebook_code(func)
     placed = []
-    for filename, lineno, name, line, *rest in frames:
+    for filename, lineno, name, line, first, parameters in frames:
         if filename == DYNAMIC:
             filename = _real_file(codes, name, lineno) or filename
             line = linecache.getline(filename, lineno).strip() or line
-        placed.append((filename, lineno, name, line, *rest))
+        placed.append((filename, lineno, name, line, first, parameters))
     return placed
 
 
 def render(frames, exc):
     """Traceback text of placed ``frames`` (see :func:`in_notebook`)."""
     lines = ["Traceback (most recent call last):\n"]
-    for filename, lineno, name, line, *_ in frames:
+    for filename, lineno, name, line, _first, _parameters in frames:
         lines.append(f'  File "{filename}", line {lineno}, in {name}\n')
         if line:
             lines.append(f"    {line}\n")
@@ -77,8 +77,8 @@ def rebuild(frames):
     ``...``.
     """
     head = None
-    for filename, lineno, name, _line, first, *parameters in reversed(frames):
-        tb = _raised_at(filename, lineno, name, first, *parameters)
+    for filename, lineno, name, _line, first, parameters in reversed(frames):
+        tb = _raised_at(filename, lineno, name, first, parameters)
         tb.tb_next = head
         head = tb
     return head
@@ -95,7 +95,7 @@ class _NotSent:
         return "..."
 
 
-def _raised_at(filename, lineno, name, first, parameters=((), None, None)):
+def _raised_at(filename, lineno, name, first, parameters):
     lineno = lineno if lineno and lineno > 0 else 1  # a frame may not know its line
     first = first if 1 <= first <= lineno else lineno
     names, star, double_star = parameters
