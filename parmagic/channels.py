@@ -55,6 +55,7 @@ class _Channel:
         self.small = small  # bytes: a chunk this size may go to a busy worker
         self.serving = None  # loky's future of the worker's serve task
         self.in_flight = collections.deque()  # (future, pickled size)
+        self.used = False  # sent a chunk since the last run_over
 
     def fail(self, error):
         """Fail the chunks on their way here with ``error``."""
@@ -130,9 +131,12 @@ class Channels:
                 return {future for future in futures if future.done()}
 
     def run_over(self):
-        """Tell every worker the run is over, so it drops what it kept of
-        it; nothing comes back."""
+        """Tell the workers the run sent chunks to that it is over, so they
+        drop what they kept of it; nothing comes back."""
         for channel in self.channels:
+            if not channel.used:
+                continue
+            channel.used = False
             try:
                 channel.connection.send_bytes(RUN_OVER)
             except OSError:  # its worker is gone: found at the next run
@@ -173,6 +177,7 @@ class Channels:
             except OSError:  # its worker is gone: found when reading it
                 pass
             channel.in_flight.append((future, len(data)))
+            channel.used = True
 
     def _receive(self, channel):
         try:

@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 
-from . import pickling
+from . import item_costs, pickling
 from .background import RunCancelled
 from .errors import ItemTimeoutError
 from .worker import Batch
@@ -46,16 +46,21 @@ class ChunkSizer:
     a known length, a chunk is at most a quarter of each worker's share;
     a few items (at most _FEW_PER_WORKER a worker) are split evenly over
     the workers at once, since there are too few to learn their cost from
-    and every chunk costs a round trip."""
+    and every chunk costs a round trip, or go as one chunk when the
+    function's last run showed them to be tiny (``tiny_items``, see
+    ``item_costs``; ``whole`` says it did)."""
 
-    def __init__(self, batch_size, n_items, n_workers):
+    def __init__(self, batch_size, n_items, n_workers, tiny_items=False):
         self.fixed = batch_size != "auto"
         self.size = batch_size if self.fixed else 1
         self.limit = _MAX_CHUNK
         if n_items is not None:
             self.limit = max(1, min(_MAX_CHUNK, math.ceil(n_items / (4 * n_workers))))
+        self.whole = False
         if not self.fixed and n_items is not None and n_items <= _FEW_PER_WORKER * n_workers:
-            self.size = self.limit = max(1, math.ceil(n_items / n_workers))
+            self.whole = tiny_items and n_items > 1
+            per_chunk = n_items if self.whole else math.ceil(n_items / n_workers)
+            self.size = self.limit = max(1, per_chunk)
 
     def observe(self, n_items, seconds):
         """Grow towards chunks of _TARGET_CHUNK_SECONDS after a full chunk
@@ -96,13 +101,16 @@ class ChunkedRun:
     Subclasses say how to submit, wait, and deal with their own failures.
     """
 
-    def __init__(self, func, options, batch_size, n_items, n_workers, func_label):
+    def __init__(self, func, options, batch_size, n_items, n_workers, func_label,
+                 tiny_items=False):
         self.func = func
-        self.options = options
         self.func_label = func_label
         timed = options.timeout is not None
         self.max_pending = n_workers * (1 if timed else _IN_FLIGHT_PER_WORKER)
-        self.sizer = ChunkSizer(1 if timed else batch_size, n_items, n_workers)
+        self.sizer = ChunkSizer(1 if timed else batch_size, n_items, n_workers, tiny_items)
+        if self.sizer.whole:  # on a guess: the worker hands back what turns out slow
+            options = options._replace(hand_back_after=item_costs.HAND_BACK_AFTER)
+        self.options = options
         self.pending = {}  # future -> (chunk, submit time)
         self.retry = []  # chunks to submit again
         self.cancel = None  # a threading.Event: stop when set (background runs)
@@ -225,6 +233,9 @@ class ChunkedRun:
             yield from self._failed(exc, chunk)
             return
         self.sizer.observe(len(chunk), _chunk_seconds(outcomes, submitted))
+        if outcomes.handed_back:  # spread over the workers, lowest index first
+            rest = chunk[len(chunk) - outcomes.handed_back:]
+            self.retry.extend([call] for call in reversed(rest))
         yield outcomes
 
     def _unsendable(self, chunk):

@@ -26,10 +26,12 @@ from .worker import Batch, Chunk
 class DaskRun(ChunkedRun):
     """One map on the cluster of ``client``."""
 
-    def __init__(self, client, func, options, batch_size, n_items, n_workers, func_label):
+    def __init__(self, client, func, options, batch_size, n_items, n_workers, func_label,
+                 tiny_items=False):
         self.client = client
         # a cluster without workers yet still takes tasks: they wait for one
-        super().__init__(func, options, batch_size, n_items, max(1, n_workers), func_label)
+        super().__init__(func, options, batch_size, n_items, max(1, n_workers), func_label,
+                         tiny_items)
 
     def _submit(self, chunk):
         # a readable task name on the dashboard: function and first item

@@ -10,7 +10,7 @@ import operator
 
 from joblib import Parallel
 
-from . import backends, cluster, pool_size, retries as retrying
+from . import backends, cluster, item_costs, pool_size, retries as retrying
 from . import joblib_internals as internals
 from .background import BackgroundRun
 from .cache import ResultCache, cached_calls
@@ -232,7 +232,7 @@ def run(
     sent = func if init is None else Setup(init, func, f"SETUP {_name_of(init, 'init')}")
     stream = _stream(
         parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
-        cancel, own_pool, retry_policy,
+        cancel, own_pool, retry_policy, item_costs.fit_one_chunk(func, inputs.length),
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func, init) if cache is not None else None
@@ -250,6 +250,7 @@ def run(
             record.startup = stream.startup(record.spans)
         if settings["backend"] == "ray":
             internals.restore_multiprocessing_pool()
+        item_costs.remember(func, record.busy_time, sum(span[-1] for span in record.spans))
     return record
 
 
@@ -283,7 +284,7 @@ _loky_parallels = {}
 
 
 def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_label,
-            cancel, own_pool, retry_policy):
+            cancel, own_pool, retry_policy, tiny_items):
     """Where the items run: a loky pool, a dask client, or joblib. More loky
     workers than cores get a pool of their own, stopped when the run ends,
     so they do not linger and slow the next, smaller, call."""
@@ -291,10 +292,10 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
     if internals.runs_on_loky(parallel, n_jobs):
         own_pool = own_pool or workers > pool_size.cores()
         stream = LokyRun(parallel, func, options, batch_size, n_items, workers, func_label,
-                         private_pool=own_pool, n_jobs=n_jobs)
+                         private_pool=own_pool, n_jobs=n_jobs, tiny_items=tiny_items)
     elif settings["backend"] == "dask":
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
-                         n_items, n_jobs, func_label)
+                         n_items, n_jobs, func_label, tiny_items)
     else:
         if not internals.items_in_main_thread(parallel):
             # In a process's main thread the worker stops an item at its limit

@@ -40,7 +40,7 @@ def forget_runs():
     worker_setup.forget_runs()
 
 
-def unpickled_chunk(token, func_data, calls_data, options_data):
+def unpickled_chunk(token, func_data, calls_data, options):
     key = (token, threading.get_ident())
     with _kept_lock:
         kept = _kept.get(key)
@@ -50,5 +50,4 @@ def unpickled_chunk(token, func_data, calls_data, options_data):
             if any(other != token for other, _ in _kept):
                 _kept.clear()  # an earlier run's: its chunks are done here
             _kept[key] = kept
-    return worker.Chunk(kept.func, pickle.loads(calls_data), pickle.loads(options_data),
-                        kept=kept)
+    return worker.Chunk(kept.func, pickle.loads(calls_data), options, kept=kept)

@@ -40,6 +40,10 @@ class CallOptions(NamedTuple):
     # How an item is stopped at its limit (see ``time_limit``): None lets the
     # worker choose, True forces the watchdog thread.
     watchdog: bool = None
+    # Seconds after which a chunk hands back the calls it has not started
+    # (``Batch.handed_back``): set for a chunk sent whole on the guess that
+    # its few items are tiny (``item_costs``). None: run every call.
+    hand_back_after: float = None
 
     # What ``engine.run`` passes as ``watchdog``. Tests set it to True to
     # take, on Linux, the path of platforms without SIGALRM.
@@ -55,20 +59,23 @@ class Batch:
     ``outputs`` maps index -> captured parts.
     ``span`` is (worker id, start time, wall seconds, CPU seconds) of the
     chunk's work, None for failures found outside a worker;
-    ``changed_globals`` are the globals it changed.
+    ``changed_globals`` are the globals it changed; ``handed_back`` is how
+    many of the chunk's last calls were not run (see
+    ``CallOptions.hand_back_after``).
     """
 
     __slots__ = ("indices", "values", "failures", "outputs", "span",
-                 "changed_globals")
+                 "changed_globals", "handed_back")
 
     def __init__(self, indices=None, values=None, failures=None, outputs=None,
-                 span=None, changed_globals=()):
+                 span=None, changed_globals=(), handed_back=0):
         self.indices = [] if indices is None else indices
         self.values = [] if values is None else values
         self.failures = {} if failures is None else failures
         self.outputs = {} if outputs is None else outputs
         self.span = span
         self.changed_globals = changed_globals
+        self.handed_back = handed_back
 
     @classmethod
     def failed(cls, indices, make_error):
@@ -103,7 +110,7 @@ class Batch:
             for index, (error, frames) in self.failures.items()
         }
         return (_rebuild, (self.indices, self.values, packed, failures, self.outputs,
-                           self.span, self.changed_globals))
+                           self.span, self.changed_globals, self.handed_back))
 
 
 class _AsItIs:
@@ -187,7 +194,10 @@ def run_calls(func, calls, options=CallOptions(), kept=None):
         token, sink = None, Sink({})  # moved along, never installed
     _item_state.depth = getattr(_item_state, "depth", 0) + 1
     try:
-        if options.timeout is None:
+        if options.hand_back_after is not None:
+            _call_until(func, calls, options, batch, sink,
+                        time.perf_counter() + options.hand_back_after)
+        elif options.timeout is None:
             _call_each(func, calls, options, batch, sink)
         else:
             for index, args in calls:
@@ -282,6 +292,25 @@ def _call_each(func, calls, options, batch, sink):
         values.append(value)
 
 
+def _call_until(func, calls, options, batch, sink, deadline):
+    """The calls of a chunk sent whole because its items were expected to
+    be tiny: once that has taken past ``deadline`` (``perf_counter``), the
+    calls not started yet are handed back for the other workers."""
+    calls = list(calls)
+    for position, (index, args) in enumerate(calls):
+        if position and time.perf_counter() > deadline:
+            batch.handed_back = len(calls) - position
+            return
+        sink.index = index
+        try:
+            value = func(*args)
+        except (Exception, SystemExit) as exc:
+            value = None
+            batch.failures[index] = _failure(exc, options)
+        batch.indices.append(index)
+        batch.values.append(value)
+
+
 def _call_limited(func, index, args, options, batch):
     value = None
     try:
@@ -338,5 +367,4 @@ class Chunk:
             return (Chunk, (self.func, self.calls, self.options))
         sharing = self.sharing
         return (kept_runs.unpickled_chunk, (sharing.token, sharing.dumps_once(self.func),
-                                   sharing.dumps_items(self.calls),
-                                   sharing.dumps_once(self.options)))
+                                   sharing.dumps_items(self.calls), self.options))
