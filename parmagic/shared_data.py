@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import cloudpickle
 
-from . import write_watch
+from . import function_pickles, write_watch
 from .mappings import attach
 from .worker import PLAIN_TYPES
 
@@ -242,25 +242,29 @@ class RunSharing:
         self.seconds = 0.0
 
     def dumps(self, obj):
-        started = time.perf_counter()
-        buffer = io.BytesIO()
-        _SharingPickler(buffer, self).dump(obj)
-        data = buffer.getvalue()
+        data = self._pickle(obj)
         self.pickled_bytes += len(data)
-        self.seconds += time.perf_counter() - started
         return data
 
     def dumps_once(self, obj):
         """``dumps(obj)``, pickled at its first use in the run and reused:
         the function goes with every chunk, and cloudpickling a notebook
         function costs more than a chunk of tiny items. (Its arrays are
-        taken once per run anyway, see ``reference``.)"""
+        taken once per run anyway, see ``reference``.) A function whose
+        pickle cannot have changed since an earlier run is not pickled
+        again at all (``function_pickles``)."""
         known = self._pickled.get(id(obj))
         if known is None:
-            known = self._pickled[id(obj)] = (obj, self.dumps(obj))
-        else:
-            self.pickled_bytes += len(known[1])  # still sent with each task
+            known = self._pickled[id(obj)] = (obj, function_pickles.pickled(obj, self._pickle))
+        self.pickled_bytes += len(known[1])  # sent with each task
         return known[1]
+
+    def _pickle(self, obj):
+        started = time.perf_counter()
+        buffer = io.BytesIO()
+        _SharingPickler(buffer, self).dump(obj)
+        self.seconds += time.perf_counter() - started
+        return buffer.getvalue()
 
     def dumps_items(self, calls):
         """``dumps(calls)``; a small chunk of plain items (numbers,
