@@ -28,10 +28,10 @@ import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as wait_for_connections
 
 import cloudpickle
 
+from .polling import readable
 from .worker_channel import RUN_OVER, TaskFailed, serve
 
 # The send buffer asked for on each connection (the system may give less,
@@ -123,7 +123,7 @@ class Channels:
             if done or not busy:  # (nothing on its way: none of these will end)
                 return done
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = wait_for_connections(list(busy), remaining)
+            ready = readable(list(busy), remaining)
             for connection in ready:
                 self._receive(busy[connection])
             self._send_waiting()

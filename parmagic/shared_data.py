@@ -232,7 +232,7 @@ class RunSharing:
 
     def __init__(self, store):
         self.store = store
-        self.token = uuid.uuid4().hex  # tells workers a new run has begun
+        self.token = os.urandom(16).hex()  # tells workers a new run has begun
         self._refs = {}  # id(array) -> (array, reference)
         self._in_use = set()  # digests this run refers to: pinned in the store
         self._pickled = {}  # id(obj) -> (obj, its pickle), see dumps_once

@@ -55,7 +55,7 @@ class LoadSampler:
 
     def __init__(self):
         self.samples = []
-        self._stop = threading.Event()
+        self._stop = None  # made when sampling starts: most runs are too short
         self._thread = None
         self._tried = False
 
@@ -66,6 +66,7 @@ class LoadSampler:
     def start(self):
         self._tried = True
         if busy_threads() is not None:  # nothing to sample on this system
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True,
                                             name="parmagic-load-sampler")
             self._thread.start()
@@ -77,8 +78,8 @@ class LoadSampler:
 
     def stop(self):
         """Stop sampling; return the samples taken."""
-        self._stop.set()
         if self._thread is not None:
+            self._stop.set()
             self._thread.join()
         return self.samples
 

@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from . import kept_runs, mappings, worker
+from .polling import readable
 from .worker import dumps_batch
 
 # Seconds without a chunk after which a worker counts as idle. Runs that
@@ -43,7 +44,7 @@ def serve(address, key):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     connection = Connection(sock.detach())
-    worker.next_chunk_waiting = lambda: connection.poll(0)
+    worker.next_chunk_waiting = lambda: bool(readable([connection], 0))
     try:
         connection.send_bytes(key)
         while True:
