@@ -18,6 +18,7 @@ its own workers and temporary files only.
 """
 
 import contextlib
+import functools
 import multiprocessing.pool
 import os
 import signal
@@ -382,8 +383,24 @@ def _worker_env_inputs(backend):
     count: computing the environment reads the cgroup files on every call
     (a tenth of a warm small run's time), while the CPU limit of a running
     kernel practically never changes."""
-    names = [*backend.MAX_NUM_THREADS_VARS, backend.TBB_ENABLE_IPC_VAR]
-    return backend.inner_max_num_threads, [os.environ.get(name) for name in names]
+    names = (*backend.MAX_NUM_THREADS_VARS, backend.TBB_ENABLE_IPC_VAR)
+    return backend.inner_max_num_threads, environment_values(names)
+
+
+def environment_values(names):
+    """The values of the environment variables ``names`` (None if unset),
+    as bytes read straight from the dict behind ``os.environ`` where there
+    is one (POSIX): ``os.environ.get`` encodes the name and decodes the
+    value, 2 us a variable, and these are read on every run."""
+    data = getattr(os.environ, "_data", None)
+    if os.name != "posix" or not isinstance(data, dict):
+        return [os.environ.get(name) for name in names]
+    return [data.get(name) for name in _encoded(names)]
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded(names):
+    return tuple(map(os.fsencode, names))
 
 
 def shutdown_pools(kill=False):

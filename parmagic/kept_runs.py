@@ -6,10 +6,20 @@ items), so its globals live on from one chunk of the run to the next, as
 in any worker process, and the mutation check keeps its watch. The next
 run starts from the notebook's values again, and the notebook says when a
 run is over (``forget_runs``).
+
+A function whose pickle holds nothing mutable (numbers, strings, modules,
+builtins: see ``function_pickles``, whose notebook side then sends the very
+same pickle again) is kept for the next run too, with its mutation watch,
+and used again only if that pickle comes again and its run changed nothing
+of it (no global rebound or added, no default or attribute changed): it is
+then what unpickling would give, and a tiny chunk's worker is spared a
+third of its work.
 """
 
+import operator
 import pickle
 import threading
+import types
 
 from . import worker, worker_setup  # looked up at call time: worker imports this module
 
@@ -21,10 +31,15 @@ class KeptRun:
     unpickling, not one per chunk), and the mutation check's watch with
     the last fingerprints it took."""
 
-    def __init__(self, func):
+    def __init__(self, func, data=None, state=None, watch=None):
         self.func = func
-        self.watch = None
+        self.watch = watch
         self.snapshot = None
+        self.data = data  # the pickle the function came from
+        self.state = state  # its _state as unpickled; None: never used again
+
+
+_reusable = None  # the KeptRun of the last run, whose function may serve the next
 
 
 _kept = {}  # (run token, thread id) -> KeptRun, for the latest run only
@@ -35,7 +50,9 @@ def forget_runs():
     """The notebook says its run is over: drop what this worker kept of it
     (the function and whatever its globals hold, and SETUP's), so that a
     large global does not stay in every worker until the next run."""
+    global _reusable
     with _kept_lock:
+        _reusable = next((kept for kept in _kept.values() if kept.state is not None), None)
         _kept.clear()
     worker_setup.forget_runs()
 
@@ -45,9 +62,47 @@ def unpickled_chunk(token, func_data, calls_data, options):
     with _kept_lock:
         kept = _kept.get(key)
     if kept is None:
-        kept = KeptRun(pickle.loads(func_data))
+        kept = _reused(func_data) or _unpickled(func_data)
         with _kept_lock:
             if any(other != token for other, _ in _kept):
                 _kept.clear()  # an earlier run's: its chunks are done here
             _kept[key] = kept
     return worker.Chunk(kept.func, pickle.loads(calls_data), options, kept=kept)
+
+
+def _reused(func_data):
+    """A new KeptRun with the last run's function and watch, if ``func_data``
+    is its pickle and the function is still as it was unpickled."""
+    global _reusable
+    with _kept_lock:
+        last, _reusable = _reusable, None
+    if last is None or last.data != func_data or not _same(_state(last.func), last.state):
+        return None
+    return KeptRun(last.func, func_data, last.state, last.watch)
+
+
+def _unpickled(func_data):
+    func = pickle.loads(func_data)
+    return KeptRun(func, func_data, _state(func))
+
+
+def _state(func):
+    """What running ``func`` could have changed of it, as objects compared
+    by identity; None if it holds something that could change in place."""
+    if (not isinstance(func, types.FunctionType) or func.__closure__ is not None
+            or func.__dict__ or func.__annotations__):
+        return None
+    namespace = tuple(func.__globals__.items())
+    keyword_defaults = tuple((func.__kwdefaults__ or {}).items())
+    for name, value in (*namespace, *keyword_defaults):
+        if not (name == "__builtins__" or type(value) in worker.PLAIN_TYPES
+                or isinstance(value, (types.ModuleType, types.BuiltinFunctionType))):
+            return None
+    return (func.__code__, func.__defaults__, func.__name__, func.__qualname__,
+            func.__module__, func.__doc__, len(namespace), len(keyword_defaults),
+            *(part for pair in (*namespace, *keyword_defaults) for part in pair))
+
+
+def _same(these, those):
+    return (these is not None and those is not None and len(these) == len(those)
+            and all(map(operator.is_, these, those)))

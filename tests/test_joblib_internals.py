@@ -151,3 +151,19 @@ def test_the_warm_pool_stops_after_its_idle_timeout_and_the_next_run_starts_anot
         until(lambda: not any(psutil.pid_exists(pid) for pid in first),
               "the idle workers to stop")
         assert pids().isdisjoint(first)
+
+
+def worker_thread_limit(_):
+    return os.environ.get("OMP_NUM_THREADS")
+
+
+def test_a_thread_limit_set_between_runs_reaches_the_workers_of_the_next(monkeypatch):
+    # the warm pool is kept only while the environment its workers got from
+    # (read through os.environ's own dict, see environment_values) is the same
+    from parmagic import pmap
+
+    for limit in ("3", "1", "3"):
+        monkeypatch.setenv("OMP_NUM_THREADS", limit)
+        assert set(pmap(worker_thread_limit, range(4), n_jobs=2)) == {limit}
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert internals.environment_values(("OMP_NUM_THREADS",)) == [None]

@@ -30,6 +30,57 @@ def test_a_workers_globals_live_on_between_its_items_of_a_run_and_start_afresh_i
     assert count.__globals__["calls"] == 0
 
 
+SELF_CHANGING = {
+    "a global rebound": COUNTER,
+    "a global added through globals()": """
+        import os
+        def count(i):
+            globals()["calls"] = globals().get("calls", 0) + 1
+            return os.getpid(), globals()["calls"]
+    """,
+    "a global assigned that did not exist": """
+        import os
+        def count(i):
+            global calls
+            try:
+                calls += 1
+            except NameError:
+                calls = 1
+            return os.getpid(), calls
+    """,
+}
+
+
+@pytest.mark.parametrize("case", SELF_CHANGING)
+def test_a_function_whose_run_changed_its_globals_is_not_used_again(case):
+    # the notebook sends the very same pickle again (nothing in it changed
+    # there); the worker must still start from it, not from what it kept
+    count = notebook_cell(SELF_CHANGING[case])["count"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GlobalMutationWarning)
+        for _ in range(3):
+            by_worker = {}
+            for pid, calls in pmap(count, range(6), n_jobs=2):
+                by_worker.setdefault(pid, []).append(calls)
+            for seen in by_worker.values():
+                assert sorted(seen) == list(range(1, len(seen) + 1))
+
+
+def test_an_unchanged_function_is_not_unpickled_again_by_its_worker():
+    namespace = notebook_cell("""
+        import os, sys
+        LIMIT = 10
+        def code_here(i):
+            return os.getpid(), id(sys._getframe().f_code) if i < LIMIT else None
+    """)
+    func = namespace["code_here"]
+    seen = [dict(pmap(func, range(4), n_jobs=2)) for _ in range(3)]
+    reused = [pid for pid in seen[1] if seen[2].get(pid) == seen[1][pid]]
+    assert reused  # a worker that ran both calls ran the same code object
+    namespace["LIMIT"] = 0  # changed in the notebook: a new pickle, unpickled afresh
+    assert {code for _, code in pmap(func, range(4), n_jobs=2)} == {None}
+
+
 @pytest.mark.parametrize("changed_at", [0, 3, 7])
 def test_a_change_in_any_chunk_is_found_and_none_is_made_up(changed_at):
     # (a worker with the run's next chunk already there fingerprints the
