@@ -54,12 +54,10 @@ def static_findings(func, fallback_source=None):
     if node is None:
         return []
     global_values = getattr(func, "__globals__", {})
-    visitor = _MutationVisitor(_local_names(node), global_values)
-    body = node.body if isinstance(node.body, list) else [node.body]
-    for statement in body:
-        visitor.visit(statement)
     findings = []
-    for name, lineno in visitor.found:
+    for name, lineno, if_global in _candidates(node):
+        if if_global and not _is_global_value(name, global_values):
+            continue
         text = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
         findings.append(Finding(name, lineno + first_line - 1, text))
     return findings
@@ -129,6 +127,23 @@ def _local_names(function_node):
     return _Scope(frozenset(bound - declared_global), frozenset(declared_global))
 
 
+@functools.lru_cache(maxsize=_PARSED_MAX)  # nodes are kept in _PARSED: walk each once
+def _candidates(function_node):
+    """(name, line, if_global) of every change the function's code makes
+    to a name it does not bind: a finding always (a ``global`` name
+    assigned), or only if the name is a global that is not a module, which
+    is looked up at each run (``if_global``)."""
+    visitor = _MutationVisitor(_local_names(function_node))
+    body = function_node.body if isinstance(function_node.body, list) else [function_node.body]
+    for statement in body:
+        visitor.visit(statement)
+    return tuple(visitor.found)
+
+
+def _is_global_value(name, global_values):
+    return name in global_values and not isinstance(global_values[name], types.ModuleType)
+
+
 class _Scope:
     def __init__(self, local, declared_global):
         self.local = local
@@ -136,17 +151,16 @@ class _Scope:
 
 
 class _MutationVisitor(ast.NodeVisitor):
-    def __init__(self, scope, global_values):
+    def __init__(self, scope):
         self.scope = scope
-        self.global_values = global_values
-        self.found = []
+        self.found = []  # (name, line, whether only if it names a global)
 
-    def _is_global(self, name):
+    def _change(self, name, lineno):
+        """A change to ``name``, unless the function binds it itself."""
         if name in self.scope.declared_global:
-            return True
-        if name in self.scope.local or name not in self.global_values:
-            return False
-        return not isinstance(self.global_values[name], types.ModuleType)
+            self.found.append((name, lineno, False))
+        elif name not in self.scope.local:
+            self.found.append((name, lineno, True))
 
     def _target(self, target, lineno):
         if isinstance(target, (ast.Tuple, ast.List)):
@@ -157,11 +171,11 @@ class _MutationVisitor(ast.NodeVisitor):
             target = target.value
         if isinstance(target, ast.Name):
             if target.id in self.scope.declared_global:
-                self.found.append((target.id, lineno))
+                self.found.append((target.id, lineno, False))
             return
         base = _base_name(target)
-        if base is not None and self._is_global(base):
-            self.found.append((base, lineno))
+        if base is not None:
+            self._change(base, lineno)
 
     def visit_Assign(self, node):
         for target in node.targets:
@@ -190,21 +204,21 @@ class _MutationVisitor(ast.NodeVisitor):
         if (isinstance(function, ast.Name) and function.id in ("setattr", "delattr")
                 and function.id not in self.scope.local and node.args):
             base = _base_name(node.args[0])
-            if base and self._is_global(base):
-                self.found.append((base, node.lineno))
+            if base:
+                self._change(base, node.lineno)
         if isinstance(function, ast.Attribute):
             base = _base_name(function.value)
             inplace = any(
                 k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
                 for k in node.keywords
             )
-            if base and self._is_global(base) and (function.attr in MUTATING_METHODS or inplace):
-                self.found.append((base, node.lineno))
+            if base and (function.attr in MUTATING_METHODS or inplace):
+                self._change(base, node.lineno)
         for keyword in node.keywords:
             if keyword.arg == "out":
                 base = _base_name(keyword.value)
-                if base and self._is_global(base):
-                    self.found.append((base, node.lineno))
+                if base:
+                    self._change(base, node.lineno)
         self.generic_visit(node)
 
 
