@@ -241,8 +241,8 @@ class RunSharing:
         self.pickled_bytes = 0  # sent through the pipe, summed over tasks
         self.seconds = 0.0
 
-    def dumps(self, obj):
-        data = self._pickle(obj)
+    def dumps(self, obj, plain=False):
+        data = self._pickle(obj, plain)
         self.pickled_bytes += len(data)
         return data
 
@@ -259,12 +259,18 @@ class RunSharing:
         self.pickled_bytes += len(known[1])  # sent with each task
         return known[1]
 
-    def _pickle(self, obj):
+    def _pickle(self, obj, plain=False):
+        """The pickle of ``obj``, by the standard pickler if ``plain``, and
+        the time it took counted (its bytes are counted as it is sent)."""
         started = time.perf_counter()
-        buffer = io.BytesIO()
-        _SharingPickler(buffer, self).dump(obj)
+        if plain:
+            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            buffer = io.BytesIO()
+            _SharingPickler(buffer, self).dump(obj)
+            data = buffer.getvalue()
         self.seconds += time.perf_counter() - started
-        return buffer.getvalue()
+        return data
 
     def dumps_items(self, calls):
         """``dumps(calls)``; a small chunk of plain items (numbers,
@@ -274,14 +280,9 @@ class RunSharing:
         item's type costs more than cloudpickle does: ints and strings do
         not reach its Python code.)"""
         items = getattr(calls, "items", None)
-        if (items is None or len(items) > _FEW_ITEMS
-                or not PLAIN_TYPES.issuperset(map(type, items))):
-            return self.dumps(calls)
-        started = time.perf_counter()
-        data = pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL)
-        self.pickled_bytes += len(data)
-        self.seconds += time.perf_counter() - started
-        return data
+        plain = (items is not None and len(items) <= _FEW_ITEMS
+                 and PLAIN_TYPES.issuperset(map(type, items)))
+        return self.dumps(calls, plain)
 
     def transfer(self):
         return Transfer(self.shared_bytes, self.reused_bytes, self.pickled_bytes,
