@@ -296,19 +296,12 @@ def _call_until(func, calls, options, batch, sink, deadline):
     """The calls of a chunk sent whole because its items were expected to
     be tiny: once that has taken past ``deadline`` (``perf_counter``), the
     calls not started yet are handed back for the other workers."""
-    calls = list(calls)
-    for position, (index, args) in enumerate(calls):
+    calls = list(calls)  # (a few: one at a time costs nothing that counts)
+    for position, call in enumerate(calls):
         if position and time.perf_counter() > deadline:
             batch.handed_back = len(calls) - position
             return
-        sink.index = index
-        try:
-            value = func(*args)
-        except (Exception, SystemExit) as exc:
-            value = None
-            batch.failures[index] = _failure(exc, options)
-        batch.indices.append(index)
-        batch.values.append(value)
+        _call_each(func, (call,), options, batch, sink)
 
 
 def _call_limited(func, index, args, options, batch):
