@@ -2,8 +2,8 @@
 known to be tiny travel as one chunk to one worker.
 
 Each chunk costs a round trip and, on a second worker, a second unpickling
-of the function: for four items of a microsecond that is a sixth of the
-call (150 us of 900 here), while running them side by side saves nothing.
+of the function: for four items of a microsecond that was a fifth of the
+call here (150 of 750 us), while running them side by side saves nothing.
 The first run of a function cannot know; the runs after it ask here. The
 guess is checked as the items run: a worker whose one chunk has taken
 longer than ``HAND_BACK_AFTER`` hands its remaining items back
