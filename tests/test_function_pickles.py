@@ -17,7 +17,7 @@ CHANGES = {
     """, "SCALE = 3"),
     "a global that did not exist yet": ("""
         def f(x):
-            return x * globals().get("LATE", 1) + (LATER if "LATER" in globals() else 0)
+            return x + (LATER if "LATER" in globals() else 0)
     """, "LATER = 100"),
     "a default replaced": ("""
         def f(x, k=1):
