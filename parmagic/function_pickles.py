@@ -20,9 +20,10 @@ import weakref
 
 import cloudpickle
 
+# worker.PLAIN_TYPES is read at call time: worker imports kept_runs, which imports this
+from . import worker
 from .dependencies import code_names
 
-_ATOMS = frozenset((type(None), bool, int, float, complex, str, bytes))
 # Read from the function's namespace by the pickle, besides its globals.
 _MODULE_KEYS = ("__package__", "__name__", "__path__", "__file__")
 _ABSENT = object()  # a name the code reads that is not (yet) a global
@@ -52,13 +53,13 @@ def _fingerprint(func):
     """(everything the pickle of ``func`` is made of, as a tuple of objects
     compared by identity, the number of modules imported if it reads one);
     None if some part could change in place."""
-    if func.__closure__ is not None or func.__dict__ or func.__annotations__:
-        return None
-    if cloudpickle.list_registry_pickle_by_value():  # modules shipped by value
-        return None
+    if not holds_only_fixed_parts(func) or cloudpickle.list_registry_pickle_by_value():
+        return None  # (a registered module is shipped by value)
     defaults = func.__defaults__ or ()
     keyword_defaults = tuple((func.__kwdefaults__ or {}).items())  # a dict: copied
-    if not _ATOMS.issuperset(map(type, (*defaults, *(v for _, v in keyword_defaults)))):
+    # plain values only: a module here would not be checked against sys.modules
+    values = (*defaults, *(value for _, value in keyword_defaults))
+    if not worker.PLAIN_TYPES.issuperset(map(type, values)):
         return None
     code, namespace = func.__code__, func.__globals__
     parts = [code, func.__name__, func.__qualname__, func.__module__, func.__doc__,
@@ -72,8 +73,7 @@ def _fingerprint(func):
             if sys.modules.get(value.__name__) is not value:  # shipped by value
                 return None
             modules = len(sys.modules)  # an import since: other submodules to list
-        elif not (value is _ABSENT or type(value) in _ATOMS
-                  or isinstance(value, types.BuiltinFunctionType)):
+        elif not (value is _ABSENT or fixed(value)):
             return None
         parts.append(value)
     return tuple(parts), modules
@@ -81,8 +81,27 @@ def _fingerprint(func):
 
 def _same(these, those):
     (parts, modules), (kept_parts, kept_modules) = these, those
-    return (modules == kept_modules and len(parts) == len(kept_parts)
-            and all(map(operator.is_, parts, kept_parts)))
+    return modules == kept_modules and same_objects(parts, kept_parts)
+
+
+def holds_only_fixed_parts(func):
+    """Whether ``func`` is a plain function without a closure, attributes
+    or annotations: what else it holds (defaults, globals) is to be checked
+    with ``fixed``."""
+    return (isinstance(func, types.FunctionType) and func.__closure__ is None
+            and not func.__dict__ and not func.__annotations__)
+
+
+def fixed(value):
+    """Whether ``value`` cannot change in place: a number, a string, None,
+    a module or a builtin function (the last two are pickled by name)."""
+    return (type(value) in worker.PLAIN_TYPES
+            or isinstance(value, (types.ModuleType, types.BuiltinFunctionType)))
+
+
+def same_objects(these, those):
+    """Whether two sequences hold the very same objects, in order."""
+    return len(these) == len(those) and all(map(operator.is_, these, those))
 
 
 def _global_names(code):

@@ -16,12 +16,11 @@ then what unpickling would give, and a tiny chunk's worker is spared a
 third of its work.
 """
 
-import operator
 import pickle
 import threading
-import types
 
-from . import worker, worker_setup  # looked up at call time: worker imports this module
+# looked up at call time: worker imports this module, and function_pickles worker
+from . import function_pickles, worker, worker_setup
 
 
 class KeptRun:
@@ -76,7 +75,10 @@ def _reused(func_data):
     global _reusable
     with _kept_lock:
         last, _reusable = _reusable, None
-    if last is None or last.data != func_data or not _same(_state(last.func), last.state):
+    if last is None or last.data != func_data:
+        return None
+    state = _state(last.func)
+    if state is None or not function_pickles.same_objects(state, last.state):
         return None
     return KeptRun(last.func, func_data, last.state, last.watch)
 
@@ -89,20 +91,13 @@ def _unpickled(func_data):
 def _state(func):
     """What running ``func`` could have changed of it, as objects compared
     by identity; None if it holds something that could change in place."""
-    if (not isinstance(func, types.FunctionType) or func.__closure__ is not None
-            or func.__dict__ or func.__annotations__):
+    if not function_pickles.holds_only_fixed_parts(func):
         return None
     namespace = tuple(func.__globals__.items())
     keyword_defaults = tuple((func.__kwdefaults__ or {}).items())
-    for name, value in (*namespace, *keyword_defaults):
-        if not (name == "__builtins__" or type(value) in worker.PLAIN_TYPES
-                or isinstance(value, (types.ModuleType, types.BuiltinFunctionType))):
-            return None
+    if not all(name == "__builtins__" or function_pickles.fixed(value)
+               for name, value in (*namespace, *keyword_defaults)):
+        return None
     return (func.__code__, func.__defaults__, func.__name__, func.__qualname__,
             func.__module__, func.__doc__, len(namespace), len(keyword_defaults),
             *(part for pair in (*namespace, *keyword_defaults) for part in pair))
-
-
-def _same(these, those):
-    return (these is not None and those is not None and len(these) == len(those)
-            and all(map(operator.is_, these, those)))
