@@ -234,7 +234,6 @@ def _death_notice(serving):
 # Set at interpreter exit: pools still connecting give up (see _abort_at_exit).
 exiting = threading.Event()
 _connecting = set()  # threads waiting for workers to connect
-_abort_registered = []  # _abort_at_exit is registered once, after loky's hook
 
 
 def _abort_at_exit():
@@ -270,9 +269,8 @@ def _connect(executor, n_workers, spawning):
         key = os.urandom(16)
         with spawning():
             serving = [executor.submit(serve, address, key) for _ in range(n_workers)]
-        if not _abort_registered:  # (the pool has just registered loky's hook)
-            at_exit_before_threads_stop(_abort_at_exit)
-            _abort_registered.append(_abort_at_exit)
+        # once, with the first pool, which has just registered loky's hook
+        at_exit_before_threads_stop(_abort_at_exit)
         _connecting.add(threading.current_thread())
         deadline = time.monotonic() + _CONNECT_TIMEOUT
         while len(channels) < n_workers:

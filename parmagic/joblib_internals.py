@@ -448,8 +448,17 @@ def at_exit_before_threads_stop(hook):
     ``threading``'s exit hooks, which run before ``atexit``'s and before
     daemon threads are stopped, last registered first. loky shuts its pools
     down in such a hook, registered when its first pool starts: a hook
-    registered after that runs before it."""
+    registered after that runs before it. A hook is registered once: a
+    later call for it changes nothing (it keeps its place)."""
+    with _at_exit_lock:
+        if hook in _at_exit:
+            return
+        _at_exit.add(hook)
     threading._register_atexit(hook)
+
+
+_at_exit = set()  # the hooks at_exit_before_threads_stop has registered
+_at_exit_lock = threading.Lock()
 
 
 def track_folder(path):

@@ -20,7 +20,6 @@ import threading
 import time
 
 _started = {}  # n_jobs -> the thread that warmed a pool for it
-_exit_hook = []  # registered once, with the first warm-up
 # How long an exit waits at most for a warm-up to give up (spawning a worker
 # cannot be interrupted; stopping what was started takes well under this).
 _GIVE_UP_TIMEOUT = 10.0
@@ -36,11 +35,9 @@ def start(n_jobs=None):
     thread = threading.Thread(target=_warm, args=(n_jobs,), daemon=True,
                               name="parmagic-warm-pool")
     _started[n_jobs] = thread
-    if not _exit_hook:
-        from .joblib_internals import at_exit_before_threads_stop
+    from .joblib_internals import at_exit_before_threads_stop
 
-        at_exit_before_threads_stop(_give_up_at_exit)
-        _exit_hook.append(_give_up_at_exit)
+    at_exit_before_threads_stop(_give_up_at_exit)  # (once: with the first warm-up)
     thread.start()
     return thread
 
