@@ -31,6 +31,7 @@ _EXPORTS = {
     "GlobalMutationWarning": "mutation",
     "OversubscriptionWarning": "pool_size",
     "shutdown_workers": "shutdown",
+    "rng": "seeding",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension"]

@@ -30,7 +30,8 @@ import cloudpickle
 import joblib
 
 from .errors import ParmagicInputError
-from .dependencies import state_bytes, walk
+from .dependencies import own_modules, state_bytes, walk
+from .own_modules import digest
 
 _HEADER = struct.Struct("<8sQI")  # magic, payload length, CRC32 of the payload
 _MAGIC = b"PARMAGC1"
@@ -41,10 +42,11 @@ class ResultCache:
     """The cached results of one function, in ``root``; with ``init``
     (SETUP), of the two together: what SETUP builds decides the results."""
 
-    def __init__(self, root, func, init=None):
+    def __init__(self, root, func, init=None, seed=None):
         key = function_key(func)
-        if init is not None:
-            key = joblib.hash([key, function_key(init)])[:16]
+        if init is not None or seed is not None:
+            key = joblib.hash([key, None if init is None else function_key(init), seed])[:16]
+        self.seeded = seed is not None  # an item's stream depends on its index
         try:
             self.folder = Path(root).expanduser() / f"{_safe_name(func)}-{key}"
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,7 @@ class ResultCache:
     def lookup(self, index, args):
         """The cached result for item ``index``, else ``_MISSING`` (and the
         item's key is remembered so that ``store`` can write it)."""
-        key = item_key(args)
+        key = item_key((index, args) if self.seeded else args)
         value = self._read(self.folder / f"{key}.pkl")
         if value is _MISSING:
             self._keys[index] = key
@@ -123,8 +125,10 @@ def function_key(func):
     arguments: everything ``dependencies.walk`` finds. Notebook functions
     and methods count by their code, classes by their bases (their
     attributes and methods are items of their own), values by content and
-    library code by name."""
-    return joblib.hash([_key_part(item) for item in walk(func)])[:16]
+    library code by name, except the user's own modules (``own_modules``),
+    which count by the contents of their files: an edit there is a new key."""
+    modules = sorted((name, digest(path)) for name, path in own_modules(func).items())
+    return joblib.hash([[_key_part(item) for item in walk(func)], modules])[:16]
 
 
 def _key_part(item):

@@ -27,8 +27,9 @@ class DaskRun(ChunkedRun):
     """One map on the cluster of ``client``."""
 
     def __init__(self, client, func, options, batch_size, n_items, n_workers, func_label,
-                 tiny_items=False):
+                 tiny_items=False, present=None):
         self.client = client
+        self.present = present  # present.Present(carry=False): the module check only
         # a cluster without workers yet still takes tasks: they wait for one
         super().__init__(func, options, batch_size, n_items, max(1, n_workers), func_label,
                          tiny_items)
@@ -37,7 +38,8 @@ class DaskRun(ChunkedRun):
         # a readable task name on the dashboard: function and first item
         name = getattr(self.func, "__name__", "func").replace("<", "").replace(">", "")
         key = f"parmap-{name}-{chunk[0][0]}-{uuid.uuid4().hex[:12]}"
-        return self.client.submit(Chunk(self.func, chunk, self.options), key=key, pure=False)
+        return self.client.submit(Chunk(self.func, chunk, self.options, present=self.present),
+                                  key=key, pure=False)
 
     def _wait(self, futures, timeout):
         from distributed import wait

@@ -18,8 +18,11 @@ import functools
 import inspect
 import io
 import pickle
+import sys
 import types
 from collections import deque
+
+from .own_modules import own_file
 
 # Class entries that are bookkeeping rather than behaviour (the line number
 # moves when a cell is edited above the class; that must not count).
@@ -92,6 +95,35 @@ def nested_code(code):
         found.append(current)
         stack.extend(c for c in current.co_consts if inspect.iscode(c))
     return found
+
+
+def own_modules(func):
+    """The user's own modules (``own_modules.own_file``) that ``func``
+    reaches, as ``{name: file}``: the modules its dependencies are, or are
+    defined in (a function imported from ``localmod``, ``localmod``
+    itself), and through their namespaces the user's modules those reach
+    in turn (``localmod`` calling ``helpers.f``). Installed modules are
+    where the search stops: their code is the installed version."""
+    found, queue = {}, [item.value for item in walk(func)]
+    while queue:
+        value = queue.pop()
+        module = value if isinstance(value, types.ModuleType) else _home_module(value)
+        if module is None or module.__name__ in found:
+            continue
+        path = own_file(module)
+        if path is None:
+            continue
+        found[module.__name__] = path
+        queue.extend(vars(module).values())
+    return found
+
+
+def _home_module(value):
+    """The module a function, class or object of a class is defined in."""
+    if not isinstance(value, (types.FunctionType, type)):
+        value = type(value)
+    name = getattr(value, "__module__", None)
+    return sys.modules.get(name) if isinstance(name, str) else None
 
 
 def notebook_code(func):

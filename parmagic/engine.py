@@ -5,12 +5,16 @@ results stream back into a :class:`~parmagic.report.ParmapRecord` as they
 finish, so a failed or interrupted run keeps everything computed so far.
 """
 
+import contextlib
 import numbers
 import operator
+import os
+import warnings
 
 from joblib import Parallel
 
-from . import backends, cluster, item_costs, pool_size, retries as retrying
+from . import backends, cluster, item_costs, pool_size, present, seeding
+from . import retries as retrying
 from . import joblib_internals as internals
 from .background import BackgroundRun
 from .cache import ResultCache, cached_calls
@@ -45,6 +49,7 @@ def pmap(
     retries=0,
     retry_on=None,
     init=None,
+    seed=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -124,6 +129,15 @@ def pmap(
         globals, the builtins and parmagic's exceptions. A crash
         (:class:`parmagic.WorkerCrashError`) is retried only when it is
         named here or ``retry_on`` is None.
+    seed : int, default None
+        Give each item its own random stream, made from
+        ``numpy.random.SeedSequence(seed)`` and the item's index: numpy's
+        global generator (``np.random.rand()``), the ``random`` module and
+        :func:`parmagic.rng` are seeded from it before the item is called,
+        so the numbers it draws are the same whatever ``n_jobs``, backend,
+        batch size, retry or cache hit (with ``"threading"``, only
+        ``rng()``: the global generators are shared by the threads). None:
+        not seeded, and no two workers draw the same numbers. Needs numpy.
 
     Returns
     -------
@@ -154,6 +168,7 @@ def pmap(
         retries=retries,
         retry_on=retry_on,
         init=init,
+        seed=seed,
     )
     return record.results
 
@@ -175,6 +190,7 @@ def run(
     retries=0,
     retry_on=None,
     init=None,
+    seed=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -197,6 +213,7 @@ def run(
     func_label, *iterable_labels = labels or default_labels(len(iterables))
     check_inputs(func, iterables, star, func_label, iterable_labels)
     _check_init(init)
+    seed = _check_seed(seed)
     settings = check_settings(
         n_jobs=n_jobs, backend=backend, batch_size=batch_size,
         on_error=on_error, timeout=timeout, progress=progress, scheduler=scheduler,
@@ -227,23 +244,34 @@ def run(
     calls, workers = pool_size.size_pool(parallel, n_jobs, inputs)
     record.workers = workers
     check = MutationCheck(func, isolation, func_source, warn_mutation)
-    options = CallOptions(check.active, True, settings["timeout"], CallOptions.force_watchdog)
+    options = CallOptions(check.active, True, settings["timeout"], CallOptions.force_watchdog,
+                          seed=seed)
+    if seed is not None and isolation == "threads":
+        warnings.warn(
+            "seed: the threads of one process share numpy's and random's global "
+            "generators, so with the threading backend only parmagic.rng() gives "
+            "each item its own reproducible stream; np.random.* and random.* "
+            "draws depend on how the threads interleave", UserWarning, stacklevel=3)
     # with init, SETUP travels with func and runs before the worker's first item
     sent = func if init is None else Setup(init, func, f"SETUP {_name_of(init, 'init')}")
     stream = _stream(
         parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
         cancel, own_pool, retry_policy, item_costs.fit_one_chunk(func, inputs.length),
+        _present(parallel, isolation),
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
-    results = ResultCache(cache, func, init) if cache is not None else None
+    results = ResultCache(cache, func, init, seed) if cache is not None else None
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
         results, cancel, retry_policy if retry_policy.retries else None, init=init,
     )
     if results is not None:
         calls = cached_calls(calls, results, collector.store_cached)
+    # items seeded in this process leave the notebook's generators as they were
+    in_process = seed is not None and isolation != "processes"
     try:
-        collector.run(stream, calls)
+        with seeding.generators_kept() if in_process else contextlib.nullcontext():
+            collector.run(stream, calls)
     finally:
         record.transfer = getattr(stream, "transfer", None)  # loky runs say what moved
         if isinstance(stream, LokyRun):  # and how long their workers took to start
@@ -283,8 +311,17 @@ def _parallel(settings):
 _loky_parallels = {}
 
 
+def _present(parallel, isolation):
+    """What workers must take on from the notebook before a run
+    (``present``): in worker processes only, and on dask and Ray, whose
+    workers may be on other machines, only the module check."""
+    if isolation != "processes":
+        return None
+    return present.now(os.urandom(8).hex(), carry=internals.runs_local_processes(parallel))
+
+
 def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_label,
-            cancel, own_pool, retry_policy, tiny_items):
+            cancel, own_pool, retry_policy, tiny_items, present):
     """Where the items run: a loky pool, a dask client, or joblib. More loky
     workers than cores get a pool of their own, stopped when the run ends,
     so they do not linger and slow the next, smaller, call."""
@@ -292,10 +329,11 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
     if internals.runs_on_loky(parallel, n_jobs):
         own_pool = own_pool or workers > pool_size.cores()
         stream = LokyRun(parallel, func, options, batch_size, n_items, workers, func_label,
-                         private_pool=own_pool, n_jobs=n_jobs, tiny_items=tiny_items)
+                         private_pool=own_pool, n_jobs=n_jobs, tiny_items=tiny_items,
+                         present=present)
     elif settings["backend"] == "dask":
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
-                         n_items, n_jobs, func_label, tiny_items)
+                         n_items, n_jobs, func_label, tiny_items, present=present)
     else:
         if not internals.items_in_main_thread(parallel):
             # In a process's main thread the worker stops an item at its limit
@@ -303,7 +341,7 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
             # code but not compiled code: joblib gives up on that a little later.
             parallel.timeout = ParallelRun.gives_up_after(
                 settings["timeout"], retry_policy.retries + 1)
-        return ParallelRun(parallel, func, options, retry_policy)  # cancel: between items
+        return ParallelRun(parallel, func, options, retry_policy, present)  # cancel: between items
     stream.cancel = cancel  # also seen while waiting for a chunk
     return stream
 
@@ -366,6 +404,19 @@ def _check_timeout(timeout):
             f"timeout must be a positive number of seconds, not {timeout!r}"
         )
     return float(timeout)
+
+
+def _check_seed(seed):
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ParmagicInputError(f"seed must be a whole number >= 0, not {seed!r}")
+    try:
+        import numpy  # noqa: F401  (SeedSequence makes the items' streams)
+    except ImportError:
+        raise ParmagicInputError(
+            "seed needs numpy, which is not installed here: pip install numpy") from None
+    return int(seed)
 
 
 def _check_init(init):

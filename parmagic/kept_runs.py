@@ -20,7 +20,7 @@ import pickle
 import threading
 
 # looked up at call time: worker imports this module, and function_pickles worker
-from . import function_pickles, worker, worker_setup
+from . import fresh_modules, function_pickles, worker, worker_setup
 
 
 class KeptRun:
@@ -36,6 +36,7 @@ class KeptRun:
         self.snapshot = None
         self.data = data  # the pickle the function came from
         self.state = state  # its _state as unpickled; None: never used again
+        self.generation = fresh_modules.generation  # of the modules it was unpickled with
 
 
 _reusable = None  # the KeptRun of the last run, whose function may serve the next
@@ -56,7 +57,9 @@ def forget_runs():
     worker_setup.forget_runs()
 
 
-def unpickled_chunk(token, func_data, calls_data, options):
+def unpickled_chunk(token, present, func_data, calls_data, options):
+    """The chunk a worker runs; ``present`` (``present.arrive``) has already
+    been taken on, as it is unpickled first."""
     key = (token, threading.get_ident())
     with _kept_lock:
         kept = _kept.get(key)
@@ -75,8 +78,8 @@ def _reused(func_data):
     global _reusable
     with _kept_lock:
         last, _reusable = _reusable, None
-    if last is None or last.data != func_data:
-        return None
+    if last is None or last.data != func_data or last.generation != fresh_modules.generation:
+        return None  # another function, or modules it may hold were dropped
     state = _state(last.func)
     if state is None or not function_pickles.same_objects(state, last.state):
         return None

@@ -76,6 +76,14 @@ def _shared_options(magic):
             "subclasses), e.g. ConnectionError,TimeoutError: builtin names or "
             "classes defined in the notebook. A worker crash is retried only "
             "when WorkerCrashError is named. Default: any exception.")),
+        argument("--seed", type=int, metavar="S", help=(
+            "Give each item its own random stream from "
+            "numpy.random.SeedSequence(S) and its index: np.random.*, random.* "
+            "and parmagic.rng() are seeded before each item, so results are "
+            "the same for any -n, backend, batch size, retry or cache hit "
+            "(with -b threading only parmagic.rng(): threads share the global "
+            "generators). Needs numpy. Default: ParMagic.seed (none: not "
+            "seeded, and no two workers draw the same numbers).")),
         argument("--progress", dest="progress", action="store_const", const=True,
                  help="Show a progress bar from the start."),
         argument("--no-progress", dest="progress", action="store_const", const=False,
@@ -151,6 +159,9 @@ class ParMagic(Magics):
     retries = Integer(0, min=0, help=(
         "Default for --retries: how many more times an item that fails is "
         "run.")).tag(config=True)
+    seed = Integer(None, allow_none=True, min=0, help=(
+        "Default for --seed: each item's random generators are seeded from "
+        "SeedSequence(seed) and its index (None: not seeded).")).tag(config=True)
     on_error = Enum(("raise", "collect"), default_value="raise", help=(
         "Default for --on-error: 'raise' stops at the first failing item, "
         "'collect' runs every item and raises all failures together.")).tag(config=True)
@@ -224,6 +235,7 @@ class ParMagic(Magics):
             In [14]: run = %pmap --bg -o fits fit params          # returns at once
             In [15]: %pmap --retries 2 --retry-on ConnectionError fetch urls
             In [16]: %pmap --init load_model predict images  # load_model() once per worker
+            In [17]: %pmap --seed 0 simulate range(100)   # the same numbers every time
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -278,7 +290,7 @@ class ParMagic(Magics):
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
         --progress, --no-progress, --cache, --bg, -t/--time, --no-warn,
-        --init, --retries and --retry-on.
+        --init, --retries, --retry-on and --seed.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -357,6 +369,7 @@ class ParMagic(Magics):
             star=options.star,
             warn_mutation=self.warn_mutation and not options.no_warn,
             cache=_first_set(options.cache, self.cache_dir),
+            seed=_first_set(options.seed, self.seed),
             # evaluated like FUNC, after the cell has run (it may define SETUP)
             init=_evaluate(options.init, namespace) if options.init else None,
             # names of classes the cell defines are found once it has run

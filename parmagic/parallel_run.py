@@ -11,6 +11,7 @@ import warnings
 from joblib import delayed
 
 from .errors import ItemTimeoutError
+from .present import in_present
 from .retries import RetriedAttempt, RetryPolicy, call_with_retries
 from .worker import Batch, call_item
 
@@ -25,11 +26,12 @@ class ParallelRun:
     run again (``retries``) is called again by its worker, which sends back
     its failed attempts (as ``RetriedAttempt``) before its last one."""
 
-    def __init__(self, parallel, func, options, retries=RetryPolicy()):
+    def __init__(self, parallel, func, options, retries=RetryPolicy(), present=None):
         self.parallel = parallel
         self.func = func
         self.options = options
         self.retries = retries
+        self.present = present  # for worker processes: see present.in_present
         self._results = None
 
     @staticmethod
@@ -45,8 +47,13 @@ class ParallelRun:
     def outcomes(self, calls):
         __tracebackhide__ = True
         func, options, retries = self.func, self.options, self.retries
+        present = self.present
         if retries.retries:
-            tasks = (delayed(call_with_retries)(func, index, args, options, retries)
+            tasks = (delayed(in_present)(present, call_with_retries, func, index, args,
+                                         options, retries)
+                     for index, args in calls)
+        elif present is not None:
+            tasks = (delayed(in_present)(present, call_item, func, index, args, options)
                      for index, args in calls)
         else:
             tasks = (delayed(call_item)(func, index, args, options) for index, args in calls)

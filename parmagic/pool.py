@@ -36,15 +36,16 @@ class LokyRun(ChunkedRun):
     ``WorkerCrashError`` and the next chunks go to a fresh pool."""
 
     def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label,
-                 private_pool=False, n_jobs=None, tiny_items=False):
+                 private_pool=False, n_jobs=None, tiny_items=False, present=None):
         # workers start with the first chunk (never, if every item is cached)
         self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs)
         self.sharing = RunSharing(store())
+        self.present = present  # the notebook's present.Present, sent with each chunk
         super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items)
 
     def _submit(self, chunk):
         return self.pool.submit(
-            Chunk(self.func, chunk, self.options, self.sharing))
+            Chunk(self.func, chunk, self.options, self.sharing, present=self.present))
 
     def _wait(self, futures, timeout):
         return self.pool.wait(futures, timeout)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import cloudpickle
 
-from . import time_limits
+from . import fresh_modules, seeding, time_limits
 from .capture import install as install_routers
 from .capture import Sink, start_capture, stop_capture
 from .error_transport import loads, pack_error, unpack_error
@@ -44,6 +44,9 @@ class CallOptions(NamedTuple):
     # (``Batch.handed_back``): set for a chunk sent whole on the guess that
     # its few items are tiny (``item_costs``). None: run every call.
     hand_back_after: float = None
+    # ``--seed``: each item's random generators are seeded from it and the
+    # item's index before it is called (``seeding``). None: not seeded.
+    seed: int = None
 
     # What ``engine.run`` passes as ``watchdog``. Tests set it to True to
     # take, on Linux, the path of platforms without SIGALRM.
@@ -194,19 +197,20 @@ def run_calls(func, calls, options=CallOptions(), kept=None):
         token, sink = None, Sink({})  # moved along, never installed
     _item_state.depth = getattr(_item_state, "depth", 0) + 1
     try:
-        if options.hand_back_after is not None:
-            _call_until(func, calls, options, batch, sink,
-                        time.perf_counter() + options.hand_back_after)
-        elif options.timeout is None:
-            _call_each(func, calls, options, batch, sink)
-        else:
+        if options.timeout is not None or options.seed is not None:
             for index, args in calls:
                 sink.index = index
                 _call_limited(func, index, args, options, batch)
+        elif options.hand_back_after is not None:
+            _call_until(func, calls, options, batch, sink,
+                        time.perf_counter() + options.hand_back_after)
+        else:
+            _call_each(func, calls, options, batch, sink)
     finally:
         _item_state.depth -= 1
         if options.capture:
             stop_capture(token)
+        fresh_modules.note_imports()  # in a worker process: what the calls imported
     worker = (os.getpid(), threading.get_ident())
     batch.span = (worker, started, time.time() - started, clock() - cpu_started)
     if watch:
@@ -305,12 +309,18 @@ def _call_until(func, calls, options, batch, sink, deadline):
 
 
 def _call_limited(func, index, args, options, batch):
+    """One call with what a plain call does not have: a time limit, a seed."""
     value = None
     try:
+        if options.seed is not None:
+            seeding.start_item(options.seed, index)
         with time_limit(options.timeout, options.watchdog):
             value = func(*args)
     except (Exception, SystemExit) as exc:
         batch.failures[index] = _failure(exc, options)
+    finally:
+        if options.seed is not None:
+            seeding.end_item()
     batch.indices.append(index)
     batch.values.append(value)
 
@@ -339,12 +349,16 @@ class Chunk:
     unpickles the function once per run (``kept_runs``).
     """
 
-    def __init__(self, func, calls, options=CallOptions(), sharing=None, kept=None):
+    def __init__(self, func, calls, options=CallOptions(), sharing=None, kept=None,
+                 present=None):
         self.func = func
         self.calls = calls  # (index, args) calls: a list, or an inputs.CallChunk
         self.options = options
         self.sharing = sharing
         self.kept = kept  # in a worker: the run's kept_runs.KeptRun
+        # the run's present.Present: pickled ahead of the function, so that a
+        # worker takes on the notebook's folder, path and modules first
+        self.present = present
 
     @property
     def pickles_itself(self):
@@ -357,7 +371,13 @@ class Chunk:
 
     def __reduce__(self):
         if self.sharing is None:
-            return (Chunk, (self.func, self.calls, self.options))
+            return (_plain_chunk, (self.present, self.func, self.calls, self.options))
         sharing = self.sharing
-        return (kept_runs.unpickled_chunk, (sharing.token, sharing.dumps_once(self.func),
-                                   sharing.dumps_items(self.calls), self.options))
+        return (kept_runs.unpickled_chunk, (sharing.token, self.present,
+                                            sharing.dumps_once(self.func),
+                                            sharing.dumps_items(self.calls), self.options))
+
+
+def _plain_chunk(present, func, calls, options):
+    """A ``Chunk`` pickled as it is (dask), ``present`` taken on first."""
+    return Chunk(func, calls, options)
