@@ -97,7 +97,7 @@ def arrive(state, token):
         _taken_on = state
     if token != _run:
         _run = token
-        seeding.fresh_after_fork()
+        seeding.fresh_streams()
         fresh_modules.start()
         fresh_modules.refresh()
     return None

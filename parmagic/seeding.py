@@ -13,8 +13,9 @@ tensorflow, cupy) are not seeded.
 Without a seed, a forked worker reseeds numpy's global generator from the
 operating system once (``random`` does that itself after a fork), since a
 fork copies the notebook's state and every worker would draw the same
-numbers; ``rng()`` is a generator per process and thread, also seeded from
-the operating system.
+numbers; so does a worker whose last run was seeded (two workers may have
+ended on the same item's stream). ``rng()`` is a generator per process and
+thread, also seeded from the operating system.
 
 Imported in the workers: numpy only when a seed is given or asked for.
 """
@@ -32,8 +33,10 @@ def start_item(seed, index):
     """Seed the generators for item ``index`` of a run with ``seed``."""
     import numpy
 
+    global _seeded
     sequence = numpy.random.SeedSequence(seed, spawn_key=(index,))
     _item.sequence, _item.generator = sequence, None
+    _seeded = True
     numpy.random.seed(sequence.generate_state(4))
     random.seed(int.from_bytes(sequence.generate_state(4).tobytes(), "little"))
 
@@ -67,16 +70,20 @@ def rng():
 
 
 _reseeded_in = None  # the process whose numpy generator was reseeded
+_seeded = False  # whether an item was seeded since
 
 
-def fresh_after_fork():
-    """In a worker process, once: reseed numpy's global generator if it came
-    with the process (a fork copies it; an exec'd worker imports numpy
-    afresh, seeded anew)."""
-    global _reseeded_in
-    if _reseeded_in == os.getpid():
+def fresh_streams():
+    """In a worker process, as a run begins: reseed the global generators
+    from the operating system if they came with the process (a fork copies
+    numpy's; an exec'd worker imports numpy afresh, seeded anew) or if a
+    seeded run left them where another worker may have left its own."""
+    global _reseeded_in, _seeded
+    if _reseeded_in == os.getpid() and not _seeded:
         return
-    _reseeded_in = os.getpid()
+    if _seeded:
+        random.seed()
+    _reseeded_in, _seeded = os.getpid(), False
     numpy = sys.modules.get("numpy")
     if numpy is not None and hasattr(numpy, "random"):
         numpy.random.seed()

@@ -238,3 +238,32 @@ def test_a_fully_cached_run_starts_no_workers(tmp_path):
     record, _ = cached_run(abs, [-1, -2, -3], tmp_path / "cache")
     assert record.results == [1, 2, 3] and record.n_cached == 3
     assert worker_processes() == []
+
+
+@pytest.mark.parametrize("reached", ["module global", "imported function", "module's import"])
+def test_an_edit_to_a_users_module_the_function_reaches_is_a_new_key(tmp_path, monkeypatch,
+                                                                    reached):
+    import importlib
+    import sys
+
+    from parmagic.cache import function_key
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "keyed_inner.py").write_text("def scale(x):\n    return 2 * x\n")
+    (tmp_path / "keyed_outer.py").write_text(
+        "from keyed_inner import scale\ndef g(x):\n    return scale(x)\n")
+    importlib.invalidate_caches()
+    try:
+        outer = importlib.import_module("keyed_outer")
+        namespace = {"keyed_outer": outer, "g": outer.g}
+        body = "keyed_outer.g(x)" if reached == "module global" else "g(x)"
+        exec(f"def work(x):\n    return {body}\n", namespace)
+        before = function_key(namespace["work"])
+        assert function_key(namespace["work"]) == before  # nothing changed
+        edited = "keyed_inner.py" if reached == "module's import" else "keyed_outer.py"
+        path = tmp_path / edited
+        path.write_text(path.read_text() + "# edited\n")
+        assert function_key(namespace["work"]) != before
+    finally:
+        sys.modules.pop("keyed_outer", None)
+        sys.modules.pop("keyed_inner", None)

@@ -14,9 +14,11 @@ from kernel import parmagic_kernel
 
 # How each way of running maps FUNC over DATA into `parallel`.
 WAYS = {
-    "loky": "parallel = %pmap -n 2 --no-progress {func} {data}",
-    "bg": "_handle = %pmap --bg -n 2 {func} {data}\nparallel = _handle.result(timeout=60)",
-    "multiprocessing": "parallel = %pmap -n 2 -b multiprocessing --no-progress {func} {data}",
+    "loky": "parallel = %pmap -n 2 --no-progress {options} {func} {data}",
+    "bg": "_handle = %pmap --bg -n 2 {options} {func} {data}\n"
+          "parallel = _handle.result(timeout=60)",
+    "multiprocessing": "parallel = %pmap -n 2 -b multiprocessing --no-progress {options} "
+                       "{func} {data}",
 }
 _names = itertools.count()
 
@@ -29,11 +31,11 @@ def kernel(tmp_path_factory):
         yield live
 
 
-def serial_and_parallel(kernel, way, func, data="range(4)"):
+def serial_and_parallel(kernel, way, func, data="range(4)", options=""):
     """(serial loop's results, the map's results), from one cell."""
     shown = kernel.text(
         f"serial = [{func}(x) for x in {data}]\n"
-        + WAYS[way].format(func=func, data=data)
+        + WAYS[way].format(func=func, data=data, options=options)
         + "\nprint('\\nresults:', json.dumps([serial, parallel]))")
     return tuple(json.loads(shown.rsplit("results:", 1)[1]))
 
@@ -177,3 +179,22 @@ def test_the_cache_recomputes_after_a_module_edit(kernel, folder):
     edit(path, "x + 500")
     kernel.text(f"importlib.reload({module})")
     assert cached_run() == ["[500, 501, 502, 503", " 0\n"]
+
+
+def test_a_seed_gives_the_same_numbers_on_every_run_and_way(kernel, way):
+    kernel.text("import numpy as np, random, parmagic\n"
+                "def draws(_):\n"
+                "    return [np.random.rand(), random.random(), parmagic.rng().random()]")
+    kernel.text("np.random.seed(0)")  # the notebook's own seeding does not decide it
+    _, first = serial_and_parallel(kernel, way, "draws", "range(6)", "--seed 7")
+    _, again = serial_and_parallel(kernel, way, "draws", "range(6)", "--seed 7")
+    _, loky = serial_and_parallel(kernel, "loky", "draws", "range(6)", "--seed 7 --batch-size 6")
+    assert first == again == loky
+    assert len({tuple(item) for item in first}) == 6
+
+
+def test_without_a_seed_no_two_items_draw_the_same_numbers(kernel, way):
+    kernel.text("import numpy as np\ndef legacy(_):\n    return float(np.random.rand())")
+    kernel.text("np.random.seed(0)")  # a fork would copy this state into every worker
+    _, values = serial_and_parallel(kernel, way, "legacy", "range(8)", "--batch-size 1")
+    assert len(set(values)) == 8

@@ -409,6 +409,16 @@ def test_cache_option_and_config(shell, tmp_path):
     assert (tmp_path / "b").is_dir()
 
 
+def test_seed_option_and_config_give_the_same_numbers_every_run(shell):
+    cell(shell, "import numpy as np\ndef draw(_):\n    return float(np.random.rand())\n")
+    first = cell(shell, "%pmap -n 2 --seed 4 draw range(4)")
+    assert cell(shell, "%pmap -n 1 --seed 4 draw range(4)") == first
+    assert cell(shell, "%pmap -n 2 draw range(4)") != first  # not seeded
+    cell(shell, "%config ParMagic.seed = 4")
+    assert cell(shell, "%pmap -n 2 --batch-size 3 draw range(4)") == first
+    assert "seed" in usage_error(shell, "%pmap --seed -3 draw range(4)")
+
+
 FLAKY = """
 from pathlib import Path
 

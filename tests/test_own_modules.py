@@ -1,0 +1,45 @@
+"""Which modules count as the user's own, and their file versions."""
+
+import json
+import types
+
+import joblib
+import numpy
+
+import parmagic.worker
+from parmagic.own_modules import digest, own_file, signature
+
+
+def module_at(path):
+    module = types.ModuleType(path.stem)
+    module.__file__ = str(path)
+    return module
+
+
+def test_a_source_file_of_the_users_is_theirs(tmp_path):
+    path = tmp_path / "localmod.py"
+    path.write_text("x = 1\n")
+    assert own_file(module_at(path)) == str(path)
+
+
+def test_the_standard_library_installed_packages_and_parmagic_are_not():
+    for module in (json, numpy, joblib, parmagic.worker, types):
+        assert own_file(module) is None, module
+
+
+def test_a_file_under_any_site_packages_folder_is_not(tmp_path):
+    path = tmp_path / "env" / "lib" / "site-packages" / "pkg.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    assert own_file(module_at(path)) is None
+
+
+def test_the_signature_and_digest_follow_the_files_contents(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("x = 1\n")
+    first_signature, first_digest = signature(path), digest(path)
+    path.write_text("x = 22\n")
+    assert signature(path) != first_signature
+    assert digest(path) != first_digest
+    path.unlink()
+    assert signature(path) is None and digest(path) is None
