@@ -21,6 +21,7 @@ import threading
 
 # looked up at call time: worker imports this module, and function_pickles worker
 from . import fresh_modules, function_pickles, worker, worker_setup
+from .present import arrive
 
 
 class KeptRun:
@@ -58,8 +59,11 @@ def forget_runs():
 
 
 def unpickled_chunk(token, present, func_data, calls_data, options):
-    """The chunk a worker runs; ``present`` (``present.arrive``) has already
-    been taken on, as it is unpickled first."""
+    """The chunk a worker runs, once it has taken on the notebook's
+    ``present`` (``Present.arguments``, or None), before the function is
+    unpickled."""
+    if present is not None:
+        arrive(*present)
     key = (token, threading.get_ident())
     with _kept_lock:
         kept = _kept.get(key)

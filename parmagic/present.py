@@ -34,8 +34,14 @@ class Present:
     def __init__(self, state, token, carry=True):
         self.state, self.token, self.carry = state, token, carry
 
+    @property
+    def arguments(self):
+        """What ``arrive`` takes in the worker (plain data: a chunk that
+        calls ``arrive`` itself carries these, which pickle at C speed)."""
+        return (self.state if self.carry else None, self.token)
+
     def __reduce__(self):
-        return (arrive, (self.state if self.carry else None, self.token))
+        return (arrive, self.arguments)
 
 
 # -- in the notebook -----------------------------------------------------------

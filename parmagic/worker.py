@@ -373,7 +373,8 @@ class Chunk:
         if self.sharing is None:
             return (_plain_chunk, (self.present, self.func, self.calls, self.options))
         sharing = self.sharing
-        return (kept_runs.unpickled_chunk, (sharing.token, self.present,
+        present = None if self.present is None else self.present.arguments
+        return (kept_runs.unpickled_chunk, (sharing.token, present,
                                             sharing.dumps_once(self.func),
                                             sharing.dumps_items(self.calls), self.options))
 
