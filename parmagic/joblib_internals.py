@@ -36,6 +36,7 @@ from joblib._parallel_backends import (
 )
 from joblib.externals.loky import ProcessPoolExecutor, reusable_executor
 
+from .own_modules import installed_version
 from .worker_process import prepare_worker
 
 # loky's default for how long idle workers wait before they exit (seconds)
@@ -267,10 +268,13 @@ def _take_warm_pool(parallel, workers, n_jobs):
 
     A warm pool configured the same way with enough workers is used as it
     is; otherwise a new one of ``workers`` replaces it (loky's plain
-    executor cannot grow: more workers than a pool has cost a new pool)."""
+    executor cannot grow: more workers than a pool has cost a new pool).
+    So does one whose workers started before a package was installed,
+    upgraded or removed: they hold the old version's modules, which cannot
+    be reloaded in place (compiled ones least of all)."""
     backend = parallel._backend
     key = repr((_worker_env_inputs(backend), backend.backend_kwargs,
-                parallel._backend_kwargs))
+                parallel._backend_kwargs, installed_version()))
     with _warm_lock:
         if _warm.get("in_use"):
             return None

@@ -65,6 +65,31 @@ def _digest(path, file_signature):
         return None
 
 
+def installed_version():
+    """What tells one state of the installed packages from another without
+    reading them: the modified times of the site-packages folders. An
+    install, upgrade or uninstall adds or removes entries there (its
+    ``.dist-info`` folder at least), so the time changes; an edit inside an
+    installed package's own folder does not."""
+    return tuple(map(_modified_ns, _site_folders()))
+
+
+def _modified_ns(folder):
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _site_folders():
+    folders = dict.fromkeys(
+        (*(sysconfig.get_paths()[key] for key in ("purelib", "platlib")),
+         *getattr(site, "getsitepackages", list)(),
+         getattr(site, "getusersitepackages", lambda: None)()))
+    return tuple(os.path.abspath(folder) for folder in folders if folder)
+
+
 @functools.lru_cache(maxsize=1)
 def _library_folders():
     """Folders of installed code: the standard library, site-packages (of

@@ -149,6 +149,30 @@ def test_a_helper_module_imported_by_the_users_module_is_fresh_too(kernel, way, 
     assert serial_and_parallel(kernel, way, f"{outer}.g") == ([0, 50, 100, 150],) * 2
 
 
+def test_a_package_installed_again_is_the_new_version_in_the_workers(kernel, way):
+    # as pip upgrades a package: its old files go, the new ones come, in
+    # this environment's site-packages (which a kernel of the test suite's
+    # own virtualenv owns)
+    package = unique("parmagic_test_installed_")
+    kernel.text(
+        "import shutil, sysconfig\n"
+        f"_installed = os.path.join(sysconfig.get_paths()['purelib'], {package!r})\n"
+        "def install(version):\n"
+        "    shutil.rmtree(_installed, ignore_errors=True)\n"
+        "    os.mkdir(_installed)\n"
+        "    with open(os.path.join(_installed, '__init__.py'), 'w') as file:\n"
+        "        file.write(f'VERSION = {version}\\n')\n"
+        "    importlib.invalidate_caches()\n"
+        f"install(1)\nimport {package}\n"
+        f"def version(_):\n    return {package}.VERSION")
+    try:
+        assert serial_and_parallel(kernel, way, "version") == ([1] * 4,) * 2
+        kernel.text(f"install(2)\nimportlib.reload({package})")
+        assert serial_and_parallel(kernel, way, "version") == ([2] * 4,) * 2
+    finally:
+        kernel.text("shutil.rmtree(_installed, ignore_errors=True)")
+
+
 def test_unchanged_modules_are_not_imported_again_on_each_call(kernel, folder):
     module = unique("counted")
     log = folder / "imports.log"

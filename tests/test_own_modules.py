@@ -7,6 +7,7 @@ import joblib
 import numpy
 
 import parmagic.worker
+from parmagic import own_modules
 from parmagic.own_modules import digest, own_file, signature
 
 
@@ -43,3 +44,22 @@ def test_the_signature_and_digest_follow_the_files_contents(tmp_path):
     assert digest(path) != first_digest
     path.unlink()
     assert signature(path) is None and digest(path) is None
+
+
+def test_installed_version_changes_when_site_packages_gains_or_loses_an_entry(
+        tmp_path, monkeypatch):
+    site_packages = tmp_path / "site-packages"
+    site_packages.mkdir()
+    monkeypatch.setattr(own_modules, "_site_folders", lambda: (str(site_packages),))
+    before = own_modules.installed_version()
+    assert own_modules.installed_version() == before
+    (site_packages / "pkg-1.0.dist-info").mkdir()
+    installed = own_modules.installed_version()
+    assert installed != before
+    (site_packages / "pkg-1.0.dist-info").rename(site_packages / "pkg-1.1.dist-info")
+    assert own_modules.installed_version() != installed
+
+
+def test_installed_version_of_a_missing_folder_is_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(own_modules, "_site_folders", lambda: (str(tmp_path / "gone"),))
+    assert own_modules.installed_version() == (None,)
