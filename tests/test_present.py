@@ -68,3 +68,36 @@ def test_the_notebook_never_takes_its_own_present_on(tmp_path):
     here = os.getcwd()
     present.arrive(*other.__reduce__()[1])  # unpickled in the notebook's own process
     assert os.getcwd() == here
+
+
+def remember_where():
+    global SETUP_CWD
+    SETUP_CWD = os.getcwd()
+
+
+def where_setup_ran(_):
+    return SETUP_CWD, os.getcwd()
+
+
+def test_init_runs_in_the_notebooks_present(warm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert pmap(where_setup_ran, range(4), n_jobs=2, init=remember_where) == [
+        (str(tmp_path), str(tmp_path))] * 4
+
+
+def crash_first_time(x, marker):
+    if x == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)  # the worker dies; its replacement runs the item again
+    return os.getcwd(), os.environ.get("PARMAGIC_PRESENT_TEST")
+
+
+def test_an_item_retried_on_a_new_worker_runs_in_the_notebooks_present(
+        warm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PARMAGIC_PRESENT_TEST", "retried")
+    marker = str(tmp_path / "crashed")
+    results = pmap(crash_first_time, range(4), [marker] * 4, n_jobs=2, retries=1,
+                   retry_on="WorkerCrashError")
+    assert os.path.exists(marker)  # item 1 did crash its first worker
+    assert results == [(str(tmp_path), "retried")] * 4
