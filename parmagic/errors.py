@@ -106,11 +106,21 @@ _SIGNAL_MEANINGS = {
 }
 
 
-def crash_message(loky_text, items):
+def crash_message(loky_text, items, out_of_memory=False):
     """What to tell the user when loky reports a dead worker (``loky_text``)
-    while ``items`` were in flight."""
+    while ``items`` were in flight; ``out_of_memory``: the system killed a
+    process for memory meanwhile (``out_of_memory``)."""
     match = re.search(r"exit codes of the workers are \{(.*?)\}", loky_text)
     codes = match.group(1) if match else "unknown exit code"
+    if out_of_memory and "SIGKILL" in codes:
+        return (
+            f"the system ran out of memory and killed a worker process ({codes}) "
+            f"while it ran {describe_items(items)}"
+            f"{'' if len(items) == 1 else '; one of them needed more than was free'}. "
+            "The notebook is fine (workers are killed first) and the next run "
+            "starts fresh workers. To fit: use fewer workers (-n), smaller items, "
+            "or free memory in the notebook."
+        )
     meanings = [text for name, text in _SIGNAL_MEANINGS.items() if name in codes]
     cause = f"{codes}: {', '.join(meanings)}" if meanings else codes
     return (

@@ -25,6 +25,7 @@ from .channels import NotSent
 from .chunked import ChunkedRun
 from .errors import WorkerCrashError, crash_message
 from .joblib_internals import LokyPool
+from .out_of_memory import killed_since, kills
 from .shared_data import RunSharing, store
 from .timing import worker_startup
 from .worker import Batch, Chunk
@@ -41,6 +42,7 @@ class LokyRun(ChunkedRun):
         self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs)
         self.sharing = RunSharing(store())
         self.present = present  # the notebook's present.Present, sent with each chunk
+        self.memory_kills = kills()  # to tell a worker killed for memory (out_of_memory)
         super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items)
 
     def _submit(self, chunk):
@@ -93,7 +95,7 @@ class LokyRun(ChunkedRun):
         self._abandon()
         items = sorted(index for lost_chunk in lost for index, _ in lost_chunk)
         if items:
-            message = crash_message(str(exc), items)
+            message = crash_message(str(exc), items, killed_since(self.memory_kills))
             yield Batch.failed(items, lambda: WorkerCrashError(message, items))
 
     def _stop_stuck(self, stuck):

@@ -1,6 +1,7 @@
 """What a loky worker process does for itself: leave Ctrl-C to the
-notebook, exit when the notebook process is gone, and let the notebook
-have its core when it sends work."""
+notebook, exit when the notebook process is gone, let the notebook have its
+core when it sends work, and be the process that dies when memory runs
+out."""
 
 import os
 import signal
@@ -33,6 +34,29 @@ def prepare_worker(notebook_pid=None):
     _leave_interrupts_to_the_notebook()
     _exit_with_the_notebook(notebook_pid or os.getppid())
     _yield_to_the_notebook()
+    _die_first_when_memory_runs_out()
+
+
+def _die_first_when_memory_runs_out():
+    """Linux: when memory runs out, the kernel's out-of-memory killer stops
+    the process it scores highest, by default the largest: often the
+    notebook's kernel, holding hours of work. A worker raises its own score
+    to the most (no privilege is needed to raise it), so a worker is killed
+    instead, and its items fail as a crash the notebook reports."""
+    global _first_to_die
+    if _first_to_die or threading.current_thread() is not threading.main_thread():
+        return  # done already, or a thread of someone else's process (dask)
+    _first_to_die = True
+    try:
+        with open("/proc/self/oom_score_adj", "w") as file:
+            file.write(str(OOM_SCORE_ADJ))
+    except OSError:  # not Linux, or /proc is not there
+        pass
+
+
+# The highest score: a worker goes before any process not marked the same.
+OOM_SCORE_ADJ = 1000
+_first_to_die = False
 
 
 def _yield_to_the_notebook():
