@@ -238,9 +238,11 @@ class ChunkedRun:
             self.retry.extend([call] for call in reversed(rest))
         yield outcomes
 
-    def _unsendable(self, chunk):
-        """The chunk could not be pickled: name the culprit. An unpicklable
-        function ends the run; unpicklable items fail, the rest go again."""
+    def _unsendable(self, chunk, exc):
+        """The chunk could not be pickled (``exc`` says why): name the
+        culprit. An unpicklable function ends the run; unpicklable items
+        fail, the rest go again. When the function and each item pickle on
+        their own, the chunk's items fail with what the pickling raised."""
         __tracebackhide__ = True
         error = pickling.function_error(self.func, self.func_label)
         if error is not None:
@@ -255,7 +257,8 @@ class ChunkedRun:
                 failed.values.append(None)
                 failed.failures[index] = (error, [])
         if not failed:  # only the combination fails: report the whole chunk
-            error = pickling.item_error(chunk[0][0], [a for _, a in chunk], chunk)
+            error = (pickling.item_error(chunk[0][0], [a for _, a in chunk], chunk)
+                     or exc.__cause__ or exc)
             failed = Batch.failed((index for index, _ in chunk), lambda: error)
             sendable = []
         if sendable:

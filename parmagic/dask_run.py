@@ -52,7 +52,7 @@ class DaskRun(ChunkedRun):
     def _submit_failed(self, exc, chunk):
         if not _is_pickling_error(exc):
             raise exc
-        yield from self._unsendable(chunk)
+        yield from self._unsendable(chunk, exc)
 
     def _failed(self, exc, chunk):
         indices = [index for index, _ in chunk]
@@ -65,7 +65,7 @@ class DaskRun(ChunkedRun):
             )
             yield Batch.failed(indices, lambda: WorkerCrashError(message, indices))
         elif _is_pickling_error(exc):
-            yield from self._unsendable(chunk)
+            yield from self._unsendable(chunk, exc)
         else:  # the task could not run at all (e.g. unpickling on the worker)
             yield Batch.failed(indices, lambda: exc)
 

@@ -62,7 +62,7 @@ class LokyRun(ChunkedRun):
         if isinstance(exc, BrokenProcessPool):
             yield from self._crashed(exc, chunk)
         elif isinstance(exc, NotSent):
-            yield from self._unsendable(chunk)
+            yield from self._unsendable(chunk, exc)
         else:  # e.g. a result that cannot be unpickled here
             yield Batch.failed((index for index, _ in chunk), lambda: exc)
 

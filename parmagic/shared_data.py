@@ -54,8 +54,9 @@ DEFAULT_LIMIT_BYTES = 4 << 30
 class SharedStore:
     """The notebook's shared files, by content hash, least recently used first."""
 
-    def __init__(self, limit_bytes=DEFAULT_LIMIT_BYTES):
+    def __init__(self, limit_bytes=DEFAULT_LIMIT_BYTES, root=None):
         self.limit_bytes = limit_bytes
+        self.root = root  # where the folder goes: /dev/shm (or the temp folder) if None
         self.folder = None  # made with the first shared array
         self._files = collections.OrderedDict()  # digest -> (path, nbytes)
         self._pins = collections.Counter()  # digest -> runs using it now
@@ -79,17 +80,49 @@ class SharedStore:
         else:
             digest = _digest(view)
         with self._lock:
+            written = digest not in self._files
+            if written:
+                self._files[digest] = (self._write(digest, view), view.nbytes)
+            else:
+                self._files.move_to_end(digest)
             if digest not in in_use:
                 in_use.add(digest)
                 self._pins[digest] += 1
-            if digest in self._files:
-                self._files.move_to_end(digest)
-                return self._files[digest][0], False
-            path = os.path.join(self._folder(), digest)
+            if written:
+                self._evict()
+            return self._files[digest][0], written
+
+    def _write(self, digest, view):
+        """Write a new file, making room first; ``StoreFull`` when its
+        file system has no room for it even so."""
+        try:
+            folder = self._folder()
+            self._make_room(folder, view.nbytes)
+            path = os.path.join(folder, digest)
             _write(path, view)
-            self._files[digest] = (path, view.nbytes)
-            self._evict()
-            return path, True
+        except OSError as exc:
+            if isinstance(exc, StoreFull):
+                raise
+            raise StoreFull(f"{exc.strerror or exc} in {self.root or _root()}") from exc
+        return path
+
+    def _make_room(self, folder, nbytes):
+        """Remove files no running run uses, least recently used first,
+        until the file system holding ``folder`` has room for ``nbytes``
+        (and a margin, for the rest of the machine)."""
+        needed = nbytes + _KEEP_FREE_BYTES
+        free = _free_bytes(folder)
+        for digest in list(self._files):
+            if free is None or free >= needed:
+                return
+            if not self._pins[digest]:
+                path, kept = self._files.pop(digest)
+                _remove(path)
+                free += kept
+        if free is not None and free < needed:
+            raise StoreFull(
+                f"{_size(free)} free in {os.path.dirname(folder)}, "
+                f"an array of {_size(nbytes)} to share")
 
     def release(self, in_use):
         """A run has ended: its files may be evicted again."""
@@ -105,7 +138,7 @@ class SharedStore:
         if self.folder is None:
             from .joblib_internals import track_folder
 
-            root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+            root = self.root or _root()
             remove_orphans(root)
             self.folder = os.path.join(root, f"parmagic_{os.getpid()}_{uuid.uuid4().hex[:8]}")
             os.makedirs(self.folder)
@@ -134,6 +167,33 @@ class SharedStore:
                 shutil.rmtree(self.folder, ignore_errors=True)
                 untrack_folder(self.folder)
                 self.folder = None
+
+
+class StoreFull(OSError):
+    """The shared store has no room for an array (or cannot be written)."""
+
+
+# Room a write leaves on the store's file system, for the rest of the
+# machine (tmpfs pages are memory too).
+_KEEP_FREE_BYTES = 16 << 20
+
+
+def _root():
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _free_bytes(folder):
+    """Bytes free for this process on the file system holding ``folder``,
+    or None where that cannot be asked."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _size(nbytes):
+    return f"{nbytes / 2**20:.0f} MB"
 
 
 def remove_orphans(root):
@@ -235,6 +295,7 @@ class RunSharing:
         self.token = os.urandom(16).hex()  # tells workers a new run has begun
         self._refs = {}  # id(array) -> (array, reference)
         self._in_use = set()  # digests this run refers to: pinned in the store
+        self.store_full = False  # the store had no room: this run pickles its arrays
         self._pickled = {}  # id(obj) -> (obj, its pickle), see dumps_once
         self.shared_bytes = 0  # written into the store by this run
         self.reused_bytes = 0  # found there already
@@ -331,9 +392,36 @@ class _SharingPickler(cloudpickle.Pickler):
         self.sharing = sharing
 
     def reducer_override(self, obj):
-        if _sharable(obj):
-            return attach, self.sharing.reference(obj)
+        if _sharable(obj) and not self.sharing.store_full:
+            try:
+                return attach, self.sharing.reference(obj)
+            except StoreFull as exc:  # the run's arrays go pickled instead
+                self.sharing.store_full = True
+                _warn_store_full(exc)
         return super().reducer_override(obj)
+
+
+class SharedMemoryFullWarning(UserWarning):
+    """Arrays went to the workers pickled: the shared store had no room."""
+
+
+def _warn_store_full(exc):
+    """Say once per process why arrays go pickled, and what to do."""
+    global _warned_full
+    if _warned_full:
+        return
+    _warned_full = True
+    import warnings
+
+    warnings.warn(SharedMemoryFullWarning(
+        f"parmagic: no room to share large arrays with the workers ({exc}), so "
+        "they are pickled to each worker instead: slower, and a copy in each. "
+        "To fix: give /dev/shm more room (Docker: docker run --shm-size=2g ...), "
+        "free what else uses it, or lower %config ParMagic.shared_memory_mb."),
+        stacklevel=2)
+
+
+_warned_full = False
 
 
 _store = None
