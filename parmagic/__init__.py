@@ -25,11 +25,13 @@ _EXPORTS = {
     "ParmagicInputError": "errors",
     "ItemTimeoutError": "errors",
     "WorkerCrashError": "errors",
+    "MemoryLimitError": "errors",
     "ItemExitError": "errors",
     "NotPicklableError": "errors",
     "UnpicklableExceptionError": "errors",
     "GlobalMutationWarning": "mutation",
     "OversubscriptionWarning": "pool_size",
+    "SharedMemoryFullWarning": "shared_data",
     "shutdown_workers": "shutdown",
     "rng": "seeding",
 }

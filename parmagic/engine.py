@@ -13,7 +13,7 @@ import warnings
 
 from joblib import Parallel
 
-from . import backends, cluster, item_costs, pool_size, present, seeding
+from . import backends, cluster, item_costs, memory_limit, pool_size, present, seeding
 from . import retries as retrying
 from . import joblib_internals as internals
 from .background import BackgroundRun
@@ -50,6 +50,7 @@ def pmap(
     retry_on=None,
     init=None,
     seed=None,
+    max_memory=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -138,6 +139,12 @@ def pmap(
         batch size, retry or cache hit (with ``"threading"``, only
         ``rng()``: the global generators are shared by the threads). None:
         not seeded, and no two workers draw the same numbers. Needs numpy.
+    max_memory : int or str, default None
+        A limit on each worker process's own memory, in bytes or as
+        ``"500MB"``, ``"2GB"``: a worker that passes it is stopped, and the
+        items it ran fail with :class:`parmagic.MemoryLimitError` (a
+        ``WorkerCrashError``: ``retries`` run them again) while later items
+        go to fresh workers. Loky workers only (the default backend).
 
     Returns
     -------
@@ -169,6 +176,7 @@ def pmap(
         retry_on=retry_on,
         init=init,
         seed=seed,
+        max_memory=max_memory,
     )
     return record.results
 
@@ -191,6 +199,7 @@ def run(
     retry_on=None,
     init=None,
     seed=None,
+    max_memory=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -214,6 +223,7 @@ def run(
     check_inputs(func, iterables, star, func_label, iterable_labels)
     _check_init(init)
     seed = _check_seed(seed)
+    max_memory = memory_limit.parse_size(max_memory)
     settings = check_settings(
         n_jobs=n_jobs, backend=backend, batch_size=batch_size,
         on_error=on_error, timeout=timeout, progress=progress, scheduler=scheduler,
@@ -257,7 +267,7 @@ def run(
     stream = _stream(
         parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
         cancel, own_pool, retry_policy, item_costs.fit_one_chunk(func, inputs.length),
-        _present(parallel, isolation),
+        _present(parallel, isolation), max_memory,
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func, init, seed) if cache is not None else None
@@ -321,7 +331,7 @@ def _present(parallel, isolation):
 
 
 def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_label,
-            cancel, own_pool, retry_policy, tiny_items, present):
+            cancel, own_pool, retry_policy, tiny_items, present, max_memory):
     """Where the items run: a loky pool, a dask client, or joblib. More loky
     workers than cores get a pool of their own, stopped when the run ends,
     so they do not linger and slow the next, smaller, call."""
@@ -330,7 +340,12 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
         own_pool = own_pool or workers > pool_size.cores()
         stream = LokyRun(parallel, func, options, batch_size, n_items, workers, func_label,
                          private_pool=own_pool, n_jobs=n_jobs, tiny_items=tiny_items,
-                         present=present)
+                         present=present, max_memory=max_memory)
+    elif max_memory is not None:
+        raise ParmagicInputError(
+            "max_memory limits loky's worker processes, and this run has none "
+            f"(backend {internals.backend_name(parallel)!r}, {n_jobs} worker(s)): "
+            "drop the limit, or run on the default backend with n_jobs > 1")
     elif settings["backend"] == "dask":
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
                          n_items, n_jobs, func_label, tiny_items, present=present)

@@ -29,6 +29,11 @@ class WorkerCrashError(RuntimeError):
         return (type(self), (str(self), self.items))
 
 
+class MemoryLimitError(WorkerCrashError):
+    """A worker went past ``max_memory`` (``--max-memory``) and was stopped;
+    ``items`` are the indices it may have been running."""
+
+
 class ItemExitError(RuntimeError):
     """An item called ``sys.exit()``; parmagic reports it as a failed item
     rather than ending a worker (or the kernel)."""

@@ -196,6 +196,11 @@ class LokyPool:
             seconds, n_workers = waited
             self.starts.append(PoolStart(time.time() - seconds, seconds, n_workers))
 
+    def worker_pids(self):
+        """Process ids of the workers serving this run now (none before the
+        first submission)."""
+        return _worker_pids(self.executor)
+
     def kill(self):
         """Kill the workers now; the next submission starts fresh ones."""
         if self.executor is None:

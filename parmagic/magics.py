@@ -15,7 +15,7 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
-from . import engine, parsing
+from . import engine, memory_limit, parsing
 from . import retries as retrying
 from . import error_display, live_view
 from .error_display import show_cleanly
@@ -84,6 +84,11 @@ def _shared_options(magic):
             "(with -b threading only parmagic.rng(): threads share the global "
             "generators). Needs numpy. Default: ParMagic.seed (none: not "
             "seeded, and no two workers draw the same numbers).")),
+        argument("--max-memory", metavar="SIZE", help=(
+            "Stop a worker whose own memory passes SIZE (e.g. 500MB, 2GB): "
+            "the items it ran fail with MemoryLimitError naming them (retried "
+            "by --retries like a crash) and later items go to fresh workers. "
+            "Loky workers only. Default: ParMagic.max_memory (no limit).")),
         argument("--progress", dest="progress", action="store_const", const=True,
                  help="Show a progress bar from the start."),
         argument("--no-progress", dest="progress", action="store_const", const=False,
@@ -162,6 +167,9 @@ class ParMagic(Magics):
     seed = Integer(None, allow_none=True, min=0, help=(
         "Default for --seed: each item's random generators are seeded from "
         "SeedSequence(seed) and its index (None: not seeded).")).tag(config=True)
+    max_memory = Unicode(None, allow_none=True, help=(
+        "Default for --max-memory: the most memory of its own a worker may "
+        "have, e.g. '2GB' (None: no limit).")).tag(config=True)
     on_error = Enum(("raise", "collect"), default_value="raise", help=(
         "Default for --on-error: 'raise' stops at the first failing item, "
         "'collect' runs every item and raises all failures together.")).tag(config=True)
@@ -290,7 +298,7 @@ class ParMagic(Magics):
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
         --progress, --no-progress, --cache, --bg, -t/--time, --no-warn,
-        --init, --retries, --retry-on and --seed.
+        --init, --retries, --retry-on, --seed and --max-memory.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -347,6 +355,7 @@ class ParMagic(Magics):
         scheduler = options.scheduler
         if scheduler is None and backend == "dask":
             scheduler = self.scheduler
+        memory_limit.parse_size(_first_set(options.max_memory, self.max_memory))  # checked
         return engine.check_settings(
             n_jobs=_first_set(options.n_jobs, self.n_jobs),
             backend=backend,
@@ -370,6 +379,7 @@ class ParMagic(Magics):
             warn_mutation=self.warn_mutation and not options.no_warn,
             cache=_first_set(options.cache, self.cache_dir),
             seed=_first_set(options.seed, self.seed),
+            max_memory=_first_set(options.max_memory, self.max_memory),
             # evaluated like FUNC, after the cell has run (it may define SETUP)
             init=_evaluate(options.init, namespace) if options.init else None,
             # names of classes the cell defines are found once it has run

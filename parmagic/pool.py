@@ -23,8 +23,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from .channels import NotSent
 from .chunked import ChunkedRun
-from .errors import WorkerCrashError, crash_message
+from .errors import MemoryLimitError, WorkerCrashError, crash_message
 from .joblib_internals import LokyPool
+from .memory_limit import MemoryWatch
 from .out_of_memory import killed_since, kills
 from .shared_data import RunSharing, store
 from .timing import worker_startup
@@ -37,12 +38,16 @@ class LokyRun(ChunkedRun):
     ``WorkerCrashError`` and the next chunks go to a fresh pool."""
 
     def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label,
-                 private_pool=False, n_jobs=None, tiny_items=False, present=None):
+                 private_pool=False, n_jobs=None, tiny_items=False, present=None,
+                 max_memory=None):
         # workers start with the first chunk (never, if every item is cached)
         self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs)
         self.sharing = RunSharing(store())
         self.present = present  # the notebook's present.Present, sent with each chunk
         self.memory_kills = kills()  # to tell a worker killed for memory (out_of_memory)
+        # --max-memory: workers past it are stopped (memory_limit)
+        self.memory_watch = (None if max_memory is None
+                             else MemoryWatch(self.pool.worker_pids, max_memory))
         super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items)
 
     def _submit(self, chunk):
@@ -71,6 +76,8 @@ class LokyRun(ChunkedRun):
         self.pool.kill()
 
     def _release(self):
+        if self.memory_watch is not None:
+            self.memory_watch.stop()
         self.pool.close()
         self.sharing.close()
         self.transfer = self.sharing.transfer()
@@ -95,8 +102,11 @@ class LokyRun(ChunkedRun):
         self._abandon()
         items = sorted(index for lost_chunk in lost for index, _ in lost_chunk)
         if items:
-            message = crash_message(str(exc), items, killed_since(self.memory_kills))
-            yield Batch.failed(items, lambda: WorkerCrashError(message, items))
+            message = self.memory_watch and self.memory_watch.message(items)
+            error = WorkerCrashError if message is None else MemoryLimitError
+            if message is None:
+                message = crash_message(str(exc), items, killed_since(self.memory_kills))
+            yield Batch.failed(items, lambda: error(message, items))
 
     def _stop_stuck(self, stuck):
         """Stop the workers (only that stops compiled code); chunks that

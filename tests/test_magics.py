@@ -419,6 +419,22 @@ def test_seed_option_and_config_give_the_same_numbers_every_run(shell):
     assert "seed" in usage_error(shell, "%pmap --seed -3 draw range(4)")
 
 
+def test_max_memory_option_and_config_stop_a_worker_that_passes_them(shell):
+    cell(shell, "def eat(x):\n    if x == 1:\n        blocks = [bytearray(b'x' * 2**24)"
+                " for _ in range(64)]\n    return x\n")
+    result = shell.run_cell("%pmap -n 2 --max-memory 300MB eat range(3)")
+    error = result.error_in_exec
+    assert type(error).__name__ == "MemoryLimitError" and 1 in error.items
+    assert "--max-memory 300 MB" in str(error)
+    cell(shell, "%config ParMagic.max_memory = '300MB'")
+    assert type(shell.run_cell("%pmap -n 2 eat range(3)").error_in_exec).__name__ == (
+        "MemoryLimitError")
+    assert cell(shell, "%pmap -n 2 --max-memory 4GB eat range(3)") == [0, 1, 2]
+    assert "max_memory" in usage_error(shell, "%pmap --max-memory lots eat range(3)")
+    assert "max_memory" in usage_error(shell, "%%parmap --max-memory lots range(3)\nX = 1")
+    assert "X" not in shell.user_ns  # the cell did not run
+
+
 FLAKY = """
 from pathlib import Path
 
