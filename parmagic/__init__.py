@@ -32,6 +32,7 @@ _EXPORTS = {
     "GlobalMutationWarning": "mutation",
     "OversubscriptionWarning": "pool_size",
     "SharedMemoryFullWarning": "shared_data",
+    "MemoryFitWarning": "memory_fit",
     "shutdown_workers": "shutdown",
     "rng": "seeding",
 }

@@ -21,6 +21,7 @@ signals (``ItemTimeoutError``; its worker is stopped).
 
 from concurrent.futures.process import BrokenProcessPool
 
+from . import memory_fit
 from .channels import NotSent
 from .chunked import ChunkedRun
 from .errors import MemoryLimitError, WorkerCrashError, crash_message
@@ -44,6 +45,8 @@ class LokyRun(ChunkedRun):
         self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs)
         self.sharing = RunSharing(store())
         self.present = present  # the notebook's present.Present, sent with each chunk
+        self.fit_checked = False  # whether memory_fit looked at this run
+        self.n_workers = n_workers
         self.memory_kills = kills()  # to tell a worker killed for memory (out_of_memory)
         # --max-memory: workers past it are stopped (memory_limit)
         self.memory_watch = (None if max_memory is None
@@ -51,8 +54,13 @@ class LokyRun(ChunkedRun):
         super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items)
 
     def _submit(self, chunk):
-        return self.pool.submit(
+        future = self.pool.submit(
             Chunk(self.func, chunk, self.options, self.sharing, present=self.present))
+        if not self.fit_checked:  # after the first chunk: its pickles' sizes are known
+            self.fit_checked = True
+            memory_fit.check(self.sharing.function_bytes, self.sharing.chunk_bytes,
+                             self.n_workers)
+        return future
 
     def _wait(self, futures, timeout):
         return self.pool.wait(futures, timeout)

@@ -300,6 +300,8 @@ class RunSharing:
         self.shared_bytes = 0  # written into the store by this run
         self.reused_bytes = 0  # found there already
         self.pickled_bytes = 0  # sent through the pipe, summed over tasks
+        self.function_bytes = 0  # the largest function pickle of the run
+        self.chunk_bytes = 0  # the largest chunk pickle of the run
         self.seconds = 0.0
 
     def dumps(self, obj, plain=False):
@@ -317,6 +319,7 @@ class RunSharing:
         known = self._pickled.get(id(obj))
         if known is None:
             known = self._pickled[id(obj)] = (obj, function_pickles.pickled(obj, self._pickle))
+            self.function_bytes = max(self.function_bytes, len(known[1]))
         self.pickled_bytes += len(known[1])  # sent with each task
         return known[1]
 
@@ -343,7 +346,9 @@ class RunSharing:
         items = getattr(calls, "items", None)
         plain = (items is not None and len(items) <= _FEW_ITEMS
                  and PLAIN_TYPES.issuperset(map(type, items)))
-        return self.dumps(calls, plain)
+        data = self.dumps(calls, plain)
+        self.chunk_bytes = max(self.chunk_bytes, len(data))
+        return data
 
     def transfer(self):
         return Transfer(self.shared_bytes, self.reused_bytes, self.pickled_bytes,
