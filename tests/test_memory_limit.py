@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from test_retries import run_recorded
 
-from parmagic import MemoryLimitError, ParmagicInputError, WorkerCrashError, pmap, run
+from parmagic import MemoryLimitError, ParmagicInputError, WorkerCrashError, pmap
 from parmagic.memory_limit import parse_size
 
 MB = 1 << 20
@@ -25,17 +26,8 @@ def eat_at(x, which=2, folder=None):
     return x
 
 
-def recorded(func, items, **options):
-    records = []
-    try:
-        run(func, [items], on_start=records.append, progress=False, **options)
-    except BaseException as exc:  # noqa: BLE001 - the test reads it
-        return records[0], exc
-    return records[0], None
-
-
 def test_a_worker_past_the_limit_is_stopped_and_its_item_named():
-    record, error = recorded(eat_at, range(4), n_jobs=2, max_memory="300MB",
+    record, error = run_recorded(eat_at, range(4), n_jobs=2, max_memory="300MB",
                              batch_size=1)
     assert isinstance(error, MemoryLimitError) and isinstance(error, WorkerCrashError)
     assert 2 in error.items and 2 in record.errors
