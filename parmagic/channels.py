@@ -260,9 +260,10 @@ def _connect(executor, n_workers, spawning):
     folder = tempfile.mkdtemp(prefix="parmagic-")
     track_folder(folder)  # removed by loky's resource tracker if this process dies here
     address = os.path.join(folder, "s")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = None
     channels = []
     try:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(address)
         listener.listen(n_workers)
         listener.settimeout(0.05)
@@ -293,7 +294,8 @@ def _connect(executor, n_workers, spawning):
         raise
     finally:
         _connecting.discard(threading.current_thread())
-        listener.close()
+        if listener is not None:
+            listener.close()
         shutil.rmtree(folder, ignore_errors=True)
         untrack_folder(folder)
     # which serve task is whose does not matter until one ends: then its

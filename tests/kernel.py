@@ -5,6 +5,8 @@ import glob
 import os
 import queue
 import re
+import shutil
+import tempfile
 import time
 
 import psutil
@@ -78,12 +80,20 @@ class Kernel:
         """The kernel's live worker processes (loky's resource tracker aside)."""
         return worker_processes(self.process)
 
-    def temp_folders(self):
-        """joblib's memmapping folders of the kernel process, with the files
-        in each. The pool keeps one empty folder of its own while it lives."""
-        pattern = f"joblib_memmapping_folder_{self.process.pid}_*"
-        folders = glob.glob(f"/dev/shm/{pattern}") + glob.glob(f"/tmp/{pattern}")
-        return {folder: os.listdir(folder) for folder in folders}
+    def leftovers(self):
+        """What parmagic made for this kernel and has not removed, by kind:
+        its shared store's folders (``/dev/shm/parmagic_PID_*``, or in its
+        temporary folder), with their files, and the folders it makes for
+        workers to connect to (``parmagic-*``, removed once they have).
+        The kernel has a temporary folder of its own (``running_kernel``),
+        so another kernel on the machine cannot add to what is found."""
+        pid = self.process.pid
+        stores = glob.glob(f"/dev/shm/parmagic_{pid}_*") + glob.glob(
+            os.path.join(self.tmpdir, f"parmagic_{pid}_*"))
+        return {
+            "store": {folder: sorted(os.listdir(folder)) for folder in stores},
+            "sockets": glob.glob(os.path.join(self.tmpdir, "parmagic-*")),
+        }
 
     def text(self, code, timeout=60):
         """Everything ``code`` showed, as one string; fails on a kernel error."""
@@ -97,10 +107,15 @@ class Kernel:
 def running_kernel(startup_timeout=60):
     """Start a kernel; on exit shut it down and check that every process it
     started (workers included) is gone."""
-    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=startup_timeout)
+    tmpdir = tempfile.mkdtemp(prefix="parmagic-test-kernel-")
+    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=startup_timeout,
+                                       env={**os.environ, "TMPDIR": tmpdir})
     kernel = Kernel(manager, client)
+    kernel.tmpdir = tmpdir
+    descendants = []
     try:
         yield kernel
+        left = kernel.leftovers()  # while the kernel's pid is still its own
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):
             descendants = kernel.process.children(recursive=True)
@@ -109,7 +124,21 @@ def running_kernel(startup_timeout=60):
         _, alive = psutil.wait_procs(descendants, timeout=20)
         for process in alive:
             process.kill()
+    try:
         assert not alive, f"the kernel left processes running: {alive}"
+        # and none it started after its children were listed (a worker the
+        # warm-up was starting as the kernel exited): they carry its TMPDIR
+        late = _started_by(tmpdir)
+        _, late = psutil.wait_procs(late, timeout=20)
+        for process in late:
+            process.kill()
+        assert not late, f"the kernel left processes running after it exited: {late}"
+        left_after = {"store": [path for path in left["store"] if os.path.exists(path)],
+                      "sockets": [path for path in left["sockets"] if os.path.exists(path)]}
+        assert left_after == {"store": [], "sockets": []}, (
+            f"the kernel left parmagic's folders behind: {left_after}")
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -120,6 +149,16 @@ def parmagic_kernel(*cells):
         for cell in cells:
             kernel.text(cell)
         yield kernel
+
+
+def _started_by(tmpdir):
+    """Live processes whose environment has TMPDIR=``tmpdir``."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("TMPDIR") == tmpdir:
+                found.append(process)
+    return found
 
 
 def drain(channel):

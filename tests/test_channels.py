@@ -65,12 +65,41 @@ def test_waiting_returns_when_the_time_is_up(pool):
     assert pool.wait([slow], 30) == {slow}
 
 
-def test_connecting_leaves_no_socket_folder_behind(pool):
-    import glob
+@pytest.fixture
+def socket_folders(monkeypatch):
+    """The socket folders channels makes in this process (not the machine's:
+    another kernel may be connecting its own workers meanwhile)."""
     import tempfile
 
+    from parmagic import channels
+
+    made, real_mkdtemp = [], tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(channels.tempfile, "mkdtemp", mkdtemp)
+    return made
+
+
+def test_connecting_leaves_no_socket_folder_behind(pool, socket_folders):
     pool.submit(Chunk(abs, [(0, (-1,))])).result(timeout=60)  # the workers have connected
-    assert glob.glob(os.path.join(tempfile.gettempdir(), "parmagic-*")) == []
+    assert len(socket_folders) == 1  # this pool's, made here
+    assert not os.path.exists(socket_folders[0])
+
+
+def test_a_socket_that_cannot_be_made_leaves_no_folder_and_says_why(pool, socket_folders,
+                                                                       monkeypatch):
+    from parmagic import channels
+
+    def no_socket(*args):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(channels.socket, "socket", no_socket)
+    with pytest.raises(OSError, match="Too many open files"):
+        pool.submit(Chunk(abs, [(0, (-1,))]))
+    assert len(socket_folders) == 1 and not os.path.exists(socket_folders[0])
 
 
 @needs_linux("SCHED_BATCH")

@@ -191,28 +191,31 @@ def test_default_is_loky_on_all_cores():
     assert (records[0].backend, records[0].n_jobs) == ("loky", joblib.cpu_count())
 
 
-def _memmap_files():
-    roots = ["/dev/shm", "/tmp"]
-    pattern = f"joblib_memmapping_folder_{os.getpid()}_"
-    return [
-        os.path.join(root, folder, name)
-        for root in roots
-        if os.path.isdir(root)
-        for folder in os.listdir(root)
-        if folder.startswith(pattern)
-        for name in os.listdir(os.path.join(root, folder))
-    ]
+def _files_in(pattern):
+    """Files in the folders named ``pattern`` in /dev/shm and the temporary
+    folder (where the shared store and joblib's memmapping put theirs)."""
+    import glob
+    import tempfile
+
+    return [path for root in ("/dev/shm", tempfile.gettempdir())
+            for folder in glob.glob(os.path.join(root, pattern))
+            for path in glob.glob(os.path.join(folder, "*"))]
 
 
-@needs_linux("joblib's memmapping folders in /dev/shm or /tmp (the only places checked)")
+@needs_linux("the store's folder in /dev/shm or the temporary folder (the places checked)")
 def test_pmap_and_joblib_parallel_alternate_with_large_arrays():
     arrays = [np.full(1_000_000, float(i)) for i in range(4)]  # 8 MB each
     expected = [a.sum() for a in arrays]
+    store = f"parmagic_{os.getpid()}_*"
+    joblibs = f"joblib_memmapping_folder_{os.getpid()}_*"
+    before = set(_files_in(store))
     for _ in range(2):
         assert pmap(np.sum, arrays, n_jobs=2) == expected
-        assert not _memmap_files()
+        # the four arrays went through parmagic's store, once: the second
+        # round finds them there
+        assert len(set(_files_in(store)) - before) == 4
         assert joblib.Parallel(n_jobs=2)(joblib.delayed(np.sum)(a) for a in arrays) == expected
-        assert not _memmap_files()
+        assert not _files_in(joblibs)  # joblib's own pool cleans up after itself
 
 
 def test_no_temp_folder_is_left_after_the_session(tmp_path):
@@ -227,14 +230,15 @@ def test_no_temp_folder_is_left_after_the_session(tmp_path):
         print(os.getpid())
         """
     )
-    env = {**os.environ, "JOBLIB_TEMP_FOLDER": str(tmp_path)}
+    # joblib's memmapping and parmagic's socket folders would be left here
+    env = {**os.environ, "JOBLIB_TEMP_FOLDER": str(tmp_path), "TMPDIR": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []
     pid = done.stdout.split()[-1]  # nor the shared-memory store's folder
-    assert glob.glob(f"/dev/shm/parmagic_{pid}_*") + glob.glob(f"/tmp/parmagic_{pid}_*") == []
+    assert glob.glob(f"/dev/shm/parmagic_{pid}_*") == []
 
 
 def test_shutdown_workers_stops_the_pool_and_the_next_call_restarts_it():

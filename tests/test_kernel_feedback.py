@@ -77,8 +77,9 @@ def assert_recovered(kernel):
     assert kernel.text("%pmap -n 2 --no-progress abs [-1, -2, -3]").strip() == "[1, 2, 3]"
     workers = kernel.workers()
     assert len(workers) <= 2, workers  # the warm pool, nothing more
-    folders = kernel.temp_folders()
-    assert len(folders) <= 1 and not any(folders.values()), folders
+    left = kernel.leftovers()
+    assert left["sockets"] == [], left  # every worker connected, or its folder went
+    assert len(left["store"]) <= 1, left  # the one store (its files are kept for reuse)
 
 
 def test_failing_item_names_the_item_keeps_results_and_shows_user_code(kernel):
@@ -203,9 +204,11 @@ def test_unpicklable_item_and_result_name_the_item(kernel):
     assert_recovered(kernel)
 
 
-def test_large_arrays_reach_the_workers_and_no_file_is_left(kernel):
+def test_large_arrays_reach_the_workers_through_the_store(kernel):
     shown = kernel.text("%pmap -n 2 --no-progress mean_of [np.ones(2_000_000)]*4")
     assert shown.strip() == "[1.0, 1.0, 1.0, 1.0]"
+    (files,) = kernel.leftovers()["store"].values()  # the four items are one version
+    assert len(files) == 1, files  # (removed with the store when the kernel exits)
     assert_recovered(kernel)
 
 
