@@ -5,6 +5,7 @@ joblib's multiprocessing backend, which cannot stream and returns a list at
 the end.
 """
 
+import collections
 import multiprocessing
 import warnings
 
@@ -48,6 +49,11 @@ class ParallelRun:
         __tracebackhide__ = True
         func, options, retries = self.func, self.options, self.retries
         present = self.present
+        # the indices joblib has taken and not answered yet, oldest first: a
+        # failure joblib raises belongs to the oldest (results come in
+        # order), and the calls need not be 0, 1, 2... (cached items skipped)
+        taken = collections.deque()
+        calls = _noting(calls, taken)
         if retries.retries:
             tasks = (delayed(in_present)(present, call_with_retries, func, index, args,
                                          options, retries)
@@ -58,10 +64,9 @@ class ParallelRun:
         else:
             tasks = (delayed(call_item)(func, index, args, options) for index, args in calls)
         self._results = self.parallel(tasks)
-        received = 0
         try:
             for batch in self._results:
-                received += 1
+                taken.popleft()
                 if isinstance(batch, list):  # call_with_retries: every attempt
                     *failed, batch = batch
                     yield from map(RetriedAttempt.of, failed)
@@ -69,7 +74,9 @@ class ParallelRun:
         except (TimeoutError, multiprocessing.TimeoutError):  # the latter from ThreadPool
             # joblib gave up waiting for the next item in order: it did not
             # stop at its limit, so it is in code that cannot be interrupted.
-            yield Batch.failed([received], lambda: ItemTimeoutError(
+            if not taken:
+                raise
+            yield Batch.failed([taken[0]], lambda: ItemTimeoutError(
                 f"the item ran longer than its {self.options.timeout:g} s time limit "
                 "and did not stop when told to: it is busy in compiled code or a "
                 "blocking call (time.sleep, I/O), where a thread cannot be "
@@ -80,7 +87,9 @@ class ParallelRun:
             # The backend itself failed on the next item in order (a lost
             # connection, a task it could not send): the item gets the error
             # and the run ends there.
-            yield Batch.failed([received], lambda error=exc: error)
+            if not taken:  # not an item's: the backend could not start
+                raise
+            yield Batch.failed([taken[0]], lambda error=exc: error)
 
     def stop(self, grace):
         """Close joblib's generator, which cancels what has not started."""
@@ -91,3 +100,9 @@ class ParallelRun:
                 self._results.close()
         return []
 
+
+def _noting(calls, taken):
+    """``calls``, each index put in ``taken`` as joblib takes it."""
+    for index, args in calls:
+        taken.append(index)
+        yield index, args

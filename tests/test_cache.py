@@ -267,3 +267,29 @@ def test_an_edit_to_a_users_module_the_function_reaches_is_a_new_key(tmp_path, m
     finally:
         sys.modules.pop("keyed_outer", None)
         sys.modules.pop("keyed_inner", None)
+
+
+RELEASE = __import__("threading").Event()  # lets a stuck item of a thread end
+
+
+@pytest.fixture
+def release_stuck_items():
+    RELEASE.clear()
+    yield
+    RELEASE.set()
+
+
+def stuck_at_3(x):
+    if x == 3:
+        RELEASE.wait(60)  # a blocking call: a thread's time limit cannot stop it
+    return x * 10
+
+
+def test_a_stuck_item_after_cached_ones_is_the_one_named(tmp_path, release_stuck_items):
+    cached_run(stuck_at_3, [0, 1], tmp_path, backend="threading")
+    record, error = cached_run(stuck_at_3, range(4), tmp_path, backend="threading",
+                               timeout=0.5)
+    assert type(error).__name__ == "ItemTimeoutError"
+    assert list(record.errors) == [3]
+    assert record.results[:3] == [0, 10, 20]
+
