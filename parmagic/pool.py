@@ -48,12 +48,14 @@ class LokyRun(ChunkedRun):
         self.fit_checked = False  # whether memory_fit looked at this run
         self.n_workers = n_workers
         self.memory_kills = kills()  # to tell a worker killed for memory (out_of_memory)
-        # --max-memory: workers past it are stopped (memory_limit)
-        self.memory_watch = (None if max_memory is None
-                             else MemoryWatch(self.pool.worker_pids, max_memory))
+        self.max_memory = max_memory  # --max-memory: workers past it are stopped
+        self.memory_watch = None  # its memory_limit.MemoryWatch, from the first chunk on
         super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items)
 
     def _submit(self, chunk):
+        if self.max_memory is not None and self.memory_watch is None:
+            # here, not earlier: a run that never submits never stops it (_release)
+            self.memory_watch = MemoryWatch(self.pool.worker_pids, self.max_memory)
         future = self.pool.submit(
             Chunk(self.func, chunk, self.options, self.sharing, present=self.present))
         if not self.fit_checked:  # after the first chunk: its pickles' sizes are known

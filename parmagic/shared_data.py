@@ -116,9 +116,9 @@ class SharedStore:
             if free is None or free >= needed:
                 return
             if not self._pins[digest]:
-                path, kept = self._files.pop(digest)
-                _remove(path)
-                free += kept
+                _remove(self._files.pop(digest)[0])
+                # (a file a worker still maps frees its pages only when unmapped)
+                free = _free_bytes(folder)
         if free is not None and free < needed:
             raise StoreFull(
                 f"{_size(free)} free in {os.path.dirname(folder)}, "
