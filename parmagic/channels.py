@@ -14,6 +14,14 @@ others wait here, where they can still be cancelled. When a worker dies, loky br
 the pool (and stops its other workers); each chunk on a connection that
 ended fails with the error loky gives the worker's ``serve`` task, which
 names the exit codes (``concurrent.futures.process.BrokenProcessPool``).
+
+With ``max_tasks`` set (``--max-tasks-per-worker``), a worker that has run
+that many items, counted since it started, is let go once it is idle: its
+connection is closed, so its ``serve`` task returns, loky stops it as
+cleanly as at its own shutdown, and a fresh worker connects in its place
+(``joblib_internals.retire_worker``). A chunk never takes a worker past the
+limit: the run's chunks are no larger than it (``chunked.ChunkSizer``), and
+a worker that could not take the next chunk whole is replaced first.
 """
 
 import collections
@@ -50,12 +58,14 @@ class NotSent(Exception):
 
 
 class _Channel:
-    def __init__(self, connection, small):
+    def __init__(self, connection, small, pid):
         self.connection = connection
         self.small = small  # bytes: a chunk this size may go to a busy worker
+        self.pid = pid  # the worker's process id
         self.serving = None  # loky's future of the worker's serve task
         self.in_flight = collections.deque()  # (future, pickled size)
         self.used = False  # sent a chunk since the last run_over
+        self.items = 0  # items sent to this worker since it started
 
     def fail(self, error):
         """Fail the chunks on their way here with ``error``."""
@@ -63,11 +73,18 @@ class _Channel:
             future, _ = self.in_flight.popleft()
             future.set_exception(error)
 
-    def takes(self, nbytes):
+    def takes(self, nbytes, items, max_tasks):
+        if self.spent(items, max_tasks):
+            return False
         if not self.in_flight:
             return True
         return (len(self.in_flight) == 1 and nbytes <= self.small
                 and self.in_flight[0][1] <= self.small)
+
+    def spent(self, items, max_tasks):
+        """Whether ``items`` more would take this worker past ``max_tasks``
+        (a fresh worker takes any chunk)."""
+        return max_tasks is not None and self.items > 0 and self.items + items > max_tasks
 
 
 class _ChannelFuture(Future):
@@ -93,13 +110,19 @@ class Channels:
     time (``pool.LokyRun``)."""
 
     def __init__(self, executor, n_workers, spawning=contextlib.nullcontext):
+        self.executor = executor
+        self.spawning = spawning
         self.channels = _connect(executor, n_workers, spawning)
-        self.waiting = collections.deque()  # (future, data) not yet sent
+        self.waiting = collections.deque()  # (future, data, items) not yet sent
+        self.max_tasks = None  # items a worker runs before a fresh one replaces it
+        self.retired = 0  # workers replaced for max_tasks
 
     def __len__(self):
         return len(self.channels)
 
-    def submit(self, task):
+    def submit(self, task, items=1):
+        """Send ``task`` (counting as ``items`` towards ``max_tasks``) to an
+        idle worker, or keep it until one is; returns its future."""
         future = _ChannelFuture(self)
         try:
             data = _dumps(task)
@@ -108,7 +131,7 @@ class Channels:
             error.__cause__ = exc
             future.set_exception(error)
             return future
-        self.waiting.append((future, data))
+        self.waiting.append((future, data, items))
         self._send_waiting()
         return future
 
@@ -153,19 +176,21 @@ class Channels:
             channel.connection.close()
             channel.fail(BrokenProcessPool("the pool was stopped"))
         self.channels = []
-        for future, _ in self.waiting:
+        for future, _, _ in self.waiting:
             future.cancel()
         self.waiting.clear()
 
     # -- the connections ---------------------------------------------------------
     def _send_waiting(self):
         while self.waiting:
-            future, data = self.waiting[0]
+            future, data, items = self.waiting[0]
             if future.cancelled():
                 self.waiting.popleft()
                 continue
+            if self.max_tasks is not None:
+                self._replace_spent(items)
             # an idle worker first; a busy one takes a small second chunk
-            taking = [c for c in self.channels if c.takes(len(data))]
+            taking = [c for c in self.channels if c.takes(len(data), items, self.max_tasks)]
             if not taking:
                 return
             channel = min(taking, key=lambda c: len(c.in_flight))
@@ -178,6 +203,25 @@ class Channels:
                 pass
             channel.in_flight.append((future, len(data)))
             channel.used = True
+            channel.items += items
+
+    def _replace_spent(self, items):
+        """Replace each idle worker that ``items`` more would take past
+        ``max_tasks`` by a fresh one (one whose results are still on their
+        way is replaced once they are read)."""
+        from .joblib_internals import retire_worker
+
+        for channel in [c for c in self.channels
+                        if not c.in_flight and c.spent(items, self.max_tasks)]:
+            self.channels.remove(channel)
+            channel.connection.close()  # its serve task returns
+            self.retired += 1
+            try:
+                retire_worker(self.executor, channel.pid, self.spawning)
+                self.channels.extend(_connect(self.executor, 1, self.spawning))
+            except BrokenProcessPool as exc:
+                self._fail_waiting_if_none_left(exc)
+                return
 
     def _receive(self, channel):
         try:
@@ -201,10 +245,18 @@ class Channels:
         serve task with the reason (exit codes); its chunks fail with it."""
         self.channels.remove(channel)
         channel.connection.close()
-        error = _death_notice(channel.serving)
+        # serve tasks are paired with connections at random (see _connect),
+        # so this one may belong to a worker replaced for max_tasks, which
+        # ended well: another, failed with the pool, has the reason
+        pending = [c.serving for c in (channel, *self.channels)
+                   if not c.serving.done() or c.serving.exception() is not None]
+        error = _death_notice(pending[0] if pending else channel.serving)
         channel.fail(error)
+        self._fail_waiting_if_none_left(error)
+
+    def _fail_waiting_if_none_left(self, error):
         if not self.channels:  # nothing can run what waits here
-            for future, _ in self.waiting:
+            for future, _, _ in self.waiting:
                 if future.set_running_or_notify_cancel():
                     future.set_exception(error)
             self.waiting.clear()
@@ -284,10 +336,11 @@ def _connect(executor, n_workers, spawning):
             small = _small_chunk_bytes(sock)
             connection = Connection(sock.detach())
             hello = connection.recv_bytes() if connection.poll(_CONNECT_TIMEOUT) else b""
-            if hello != key:  # not one of these workers
+            if hello[:len(key)] != key:  # not one of these workers
                 connection.close()
                 continue
-            channels.append(_Channel(connection, small))
+            pid = int.from_bytes(hello[len(key):], "little")
+            channels.append(_Channel(connection, small, pid))
     except BaseException:
         for channel in channels:
             channel.connection.close()

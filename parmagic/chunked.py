@@ -48,9 +48,10 @@ class ChunkSizer:
     the workers at once, since there are too few to learn their cost from
     and every chunk costs a round trip, or go as one chunk when the
     function's last run showed them to be tiny (``tiny_items``, see
-    ``item_costs``; ``whole`` says it did)."""
+    ``item_costs``; ``whole`` says it did). No chunk is larger than
+    ``max_chunk`` (a worker's ``max_tasks_per_worker``)."""
 
-    def __init__(self, batch_size, n_items, n_workers, tiny_items=False):
+    def __init__(self, batch_size, n_items, n_workers, tiny_items=False, max_chunk=None):
         self.fixed = batch_size != "auto"
         self.size = batch_size if self.fixed else 1
         self.limit = _MAX_CHUNK
@@ -61,6 +62,10 @@ class ChunkSizer:
             self.whole = tiny_items and n_items > 1
             per_chunk = n_items if self.whole else math.ceil(n_items / n_workers)
             self.size = self.limit = max(1, per_chunk)
+        if max_chunk is not None and self.size > max_chunk:
+            self.whole = False
+        if max_chunk is not None:
+            self.size, self.limit = min(self.size, max_chunk), min(self.limit, max_chunk)
 
     def observe(self, n_items, seconds):
         """Grow towards chunks of _TARGET_CHUNK_SECONDS after a full chunk
@@ -102,12 +107,13 @@ class ChunkedRun:
     """
 
     def __init__(self, func, options, batch_size, n_items, n_workers, func_label,
-                 tiny_items=False):
+                 tiny_items=False, max_chunk=None):
         self.func = func
         self.func_label = func_label
         timed = options.timeout is not None
         self.max_pending = n_workers * (1 if timed else _IN_FLIGHT_PER_WORKER)
-        self.sizer = ChunkSizer(1 if timed else batch_size, n_items, n_workers, tiny_items)
+        self.sizer = ChunkSizer(1 if timed else batch_size, n_items, n_workers, tiny_items,
+                                max_chunk)
         if self.sizer.whole:  # on a guess: the worker hands back what turns out slow
             options = options._replace(hand_back_after=item_costs.HAND_BACK_AFTER)
         self.options = options

@@ -13,7 +13,7 @@ import warnings
 
 from joblib import Parallel
 
-from . import backends, cluster, item_costs, memory_limit, pool_size, present, seeding
+from . import backends, cluster, item_costs, pool_size, present, seeding, worker_limits
 from . import retries as retrying
 from . import joblib_internals as internals
 from .background import BackgroundRun
@@ -28,6 +28,7 @@ from .pool import LokyRun
 from .progress import ProgressBar
 from .report import ParmapRecord
 from .worker import CallOptions, inside_item
+from .worker_limits import WorkerLimits
 from .worker_setup import Setup
 
 ON_ERROR = ("raise", "collect")
@@ -51,6 +52,7 @@ def pmap(
     init=None,
     seed=None,
     max_memory=None,
+    max_tasks_per_worker=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -145,6 +147,12 @@ def pmap(
         items it ran fail with :class:`parmagic.MemoryLimitError` (a
         ``WorkerCrashError``: ``retries`` run them again) while later items
         go to fresh workers. Loky workers only (the default backend).
+    max_tasks_per_worker : int, default None
+        Replace a worker process by a fresh one once it has run this many
+        items (counted since it started, over runs), for libraries that
+        leak memory or other resources; no chunk is larger than it. Each
+        replacement costs a worker's start-up time. None: workers are kept.
+        Loky workers only (the default backend).
 
     Returns
     -------
@@ -177,6 +185,7 @@ def pmap(
         init=init,
         seed=seed,
         max_memory=max_memory,
+        max_tasks_per_worker=max_tasks_per_worker,
     )
     return record.results
 
@@ -200,6 +209,7 @@ def run(
     init=None,
     seed=None,
     max_memory=None,
+    max_tasks_per_worker=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -223,7 +233,7 @@ def run(
     check_inputs(func, iterables, star, func_label, iterable_labels)
     _check_init(init)
     seed = _check_seed(seed)
-    max_memory = memory_limit.parse_size(max_memory)
+    limits = worker_limits.checked(max_memory, max_tasks_per_worker)
     settings = check_settings(
         n_jobs=n_jobs, backend=backend, batch_size=batch_size,
         on_error=on_error, timeout=timeout, progress=progress, scheduler=scheduler,
@@ -267,7 +277,7 @@ def run(
     stream = _stream(
         parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
         cancel, own_pool, retry_policy, item_costs.fit_one_chunk(func, inputs.length),
-        _present(parallel, isolation), max_memory,
+        _present(parallel, isolation), limits,
     )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func, init, seed) if cache is not None else None
@@ -331,7 +341,7 @@ def _present(parallel, isolation):
 
 
 def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_label,
-            cancel, own_pool, retry_policy, tiny_items, present, max_memory):
+            cancel, own_pool, retry_policy, tiny_items, present, limits):
     """Where the items run: a loky pool, a dask client, or joblib. More loky
     workers than cores get a pool of their own, stopped when the run ends,
     so they do not linger and slow the next, smaller, call."""
@@ -340,12 +350,9 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
         own_pool = own_pool or workers > pool_size.cores()
         stream = LokyRun(parallel, func, options, batch_size, n_items, workers, func_label,
                          private_pool=own_pool, n_jobs=n_jobs, tiny_items=tiny_items,
-                         present=present, max_memory=max_memory)
-    elif max_memory is not None:
-        raise ParmagicInputError(
-            "max_memory limits loky's worker processes, and this run has none "
-            f"(backend {internals.backend_name(parallel)!r}, {n_jobs} worker(s)): "
-            "drop the limit, or run on the default backend with n_jobs > 1")
+                         present=present, limits=limits)
+    elif limits != WorkerLimits():
+        limits.refuse(internals.backend_name(parallel), n_jobs)
     elif settings["backend"] == "dask":
         stream = DaskRun(internals.dask_client(parallel), func, options, batch_size,
                          n_items, n_jobs, func_label, tiny_items, present=present)

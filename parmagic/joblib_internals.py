@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 import weakref
+from concurrent.futures.process import BrokenProcessPool
 from typing import NamedTuple
 
 from joblib import parallel as joblib_parallel
@@ -151,8 +152,9 @@ class LokyPool:
     the run.
     """
 
-    def __init__(self, parallel, private=False, workers=None, n_jobs=None):
+    def __init__(self, parallel, private=False, workers=None, n_jobs=None, max_tasks=None):
         self.parallel = parallel
+        self.max_tasks = max_tasks  # items a worker runs before it is replaced
         self.private = private
         self.n_jobs = n_jobs or effective_n_jobs(parallel)
         self.workers = workers or self.n_jobs
@@ -160,11 +162,13 @@ class LokyPool:
         self.channels = None
         self.starts = []
 
-    def submit(self, task):
-        """Submit ``task`` (a callable that pickles); returns its future."""
+    def submit(self, task, items=1):
+        """Submit ``task`` (a callable that pickles, running ``items``
+        items); returns its future."""
         if self.channels is None:
             self._start()
-        return self.channels.submit(task)
+            self.channels.max_tasks = self.max_tasks
+        return self.channels.submit(task, items)
 
     def wait(self, futures, timeout):
         """The ``futures`` done once one is, or ``timeout`` has passed."""
@@ -221,6 +225,7 @@ class LokyPool:
             self.starts.append(PoolStart(
                 time.time(), time.perf_counter() - began, 0, stopped=workers))
         elif self.channels.idle():
+            self.channels.max_tasks = None  # this run's limit
             self.channels.run_over()
             _return_warm_pool(self.executor)
         else:  # chunks of this run still out: the next run must not get them
@@ -234,6 +239,35 @@ def _worker_pids(executor):
     if executor is None or executor._flags.broken or executor._flags.shutdown:
         return set()
     return set(executor._processes)
+
+
+# How long a worker let go for max_tasks has to exit before it is killed.
+_RETIRE_TIMEOUT = 30.0
+
+
+def retire_worker(executor, pid, spawning=contextlib.nullcontext):
+    """Replace ``executor``'s idle worker ``pid``, whose ``serve`` task has
+    ended, by a fresh process (within ``spawning()``).
+
+    It exits as at loky's own shutdown, on the None it reads from the call
+    queue (only it reads it: every other worker is serving), and loky
+    forgets it without breaking the pool. The fresh worker is started here,
+    before the next task is submitted: loky warns that "a worker stopped
+    while some jobs were given" when it finds a task waiting while it has
+    fewer workers than it should, and it looks just after the old one
+    exits."""
+    from multiprocessing.connection import wait
+
+    process = executor._processes.get(pid)
+    if process is not None:
+        executor._call_queue.put(None)
+        if not wait([process.sentinel], _RETIRE_TIMEOUT):
+            process.terminate()  # breaks the pool: its chunks fail as a crash
+            raise BrokenProcessPool(
+                "a worker let go after max_tasks_per_worker items did not exit "
+                f"within {_RETIRE_TIMEOUT:g} s and was stopped")
+    with spawning():
+        executor._ensure_executor_running()
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
-from . import engine, memory_limit, parsing
+from . import engine, parsing, worker_limits
 from . import retries as retrying
 from . import error_display, live_view
 from .error_display import show_cleanly
@@ -89,6 +89,11 @@ def _shared_options(magic):
             "the items it ran fail with MemoryLimitError naming them (retried "
             "by --retries like a crash) and later items go to fresh workers. "
             "Loky workers only. Default: ParMagic.max_memory (no limit).")),
+        argument("--max-tasks-per-worker", metavar="N", type=int, help=(
+            "Replace a worker by a fresh process once it has run N items "
+            "(for libraries that leak memory); chunks are at most N items. "
+            "Loky workers only. Default: ParMagic.max_tasks_per_worker "
+            "(workers are kept).")),
         argument("--progress", dest="progress", action="store_const", const=True,
                  help="Show a progress bar from the start."),
         argument("--no-progress", dest="progress", action="store_const", const=False,
@@ -170,6 +175,9 @@ class ParMagic(Magics):
     max_memory = Unicode(None, allow_none=True, help=(
         "Default for --max-memory: the most memory of its own a worker may "
         "have, e.g. '2GB' (None: no limit).")).tag(config=True)
+    max_tasks_per_worker = Integer(None, allow_none=True, min=1, help=(
+        "Default for --max-tasks-per-worker: items a worker runs before a "
+        "fresh process replaces it (None: workers are kept).")).tag(config=True)
     on_error = Enum(("raise", "collect"), default_value="raise", help=(
         "Default for --on-error: 'raise' stops at the first failing item, "
         "'collect' runs every item and raises all failures together.")).tag(config=True)
@@ -298,7 +306,8 @@ class ParMagic(Magics):
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
         --progress, --no-progress, --cache, --bg, -t/--time, --no-warn,
-        --init, --retries, --retry-on, --seed and --max-memory.
+        --init, --retries, --retry-on, --seed, --max-memory and
+        --max-tasks-per-worker.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.parmap, line)
@@ -355,7 +364,9 @@ class ParMagic(Magics):
         scheduler = options.scheduler
         if scheduler is None and backend == "dask":
             scheduler = self.scheduler
-        memory_limit.parse_size(_first_set(options.max_memory, self.max_memory))  # checked
+        worker_limits.checked(  # checked here, before the cell runs
+            _first_set(options.max_memory, self.max_memory),
+            _first_set(options.max_tasks_per_worker, self.max_tasks_per_worker))
         return engine.check_settings(
             n_jobs=_first_set(options.n_jobs, self.n_jobs),
             backend=backend,
@@ -380,6 +391,8 @@ class ParMagic(Magics):
             cache=_first_set(options.cache, self.cache_dir),
             seed=_first_set(options.seed, self.seed),
             max_memory=_first_set(options.max_memory, self.max_memory),
+            max_tasks_per_worker=_first_set(options.max_tasks_per_worker,
+                                            self.max_tasks_per_worker),
             # evaluated like FUNC, after the cell has run (it may define SETUP)
             init=_evaluate(options.init, namespace) if options.init else None,
             # names of classes the cell defines are found once it has run

@@ -31,6 +31,7 @@ from .out_of_memory import killed_since, kills
 from .shared_data import RunSharing, store
 from .timing import worker_startup
 from .worker import Batch, Chunk
+from .worker_limits import WorkerLimits
 
 
 class LokyRun(ChunkedRun):
@@ -40,24 +41,27 @@ class LokyRun(ChunkedRun):
 
     def __init__(self, parallel, func, options, batch_size, n_items, n_workers, func_label,
                  private_pool=False, n_jobs=None, tiny_items=False, present=None,
-                 max_memory=None):
+                 limits=WorkerLimits()):
         # workers start with the first chunk (never, if every item is cached)
-        self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs)
+        self.pool = LokyPool(parallel, private=private_pool, workers=n_workers, n_jobs=n_jobs,
+                             max_tasks=limits.max_tasks)
         self.sharing = RunSharing(store())
         self.present = present  # the notebook's present.Present, sent with each chunk
         self.fit_checked = False  # whether memory_fit looked at this run
         self.n_workers = n_workers
         self.memory_kills = kills()  # to tell a worker killed for memory (out_of_memory)
-        self.max_memory = max_memory  # --max-memory: workers past it are stopped
+        self.max_memory = limits.max_memory  # --max-memory: workers past it are stopped
         self.memory_watch = None  # its memory_limit.MemoryWatch, from the first chunk on
-        super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items)
+        super().__init__(func, options, batch_size, n_items, n_workers, func_label, tiny_items,
+                         max_chunk=limits.max_tasks)
 
     def _submit(self, chunk):
         if self.max_memory is not None and self.memory_watch is None:
             # here, not earlier: a run that never submits never stops it (_release)
             self.memory_watch = MemoryWatch(self.pool.worker_pids, self.max_memory)
         future = self.pool.submit(
-            Chunk(self.func, chunk, self.options, self.sharing, present=self.present))
+            Chunk(self.func, chunk, self.options, self.sharing, present=self.present),
+            items=len(chunk))
         if not self.fit_checked:  # after the first chunk: its pickles' sizes are known
             self.fit_checked = True
             memory_fit.check(self.sharing.function_bytes, self.sharing.chunk_bytes,

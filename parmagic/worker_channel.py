@@ -10,6 +10,7 @@ loky still starts, watches and stops the process: a worker that dies
 breaks its pool as before, and the notebook sees its connection end.
 """
 
+import os
 import pickle
 import socket
 from multiprocessing.connection import Connection
@@ -38,15 +39,15 @@ class TaskFailed:
 
 
 def serve(address, key):
-    """Connect to the notebook at ``address``, say who this is (``key``),
-    and run chunks until the notebook closes the connection; forget what
+    """Connect to the notebook at ``address``, say who this is (``key``
+    and the process id), and run chunks until the notebook closes the connection; forget what
     was kept of a run when the notebook says it is over."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     connection = Connection(sock.detach())
     worker.next_chunk_waiting = lambda: bool(readable([connection], 0))
     try:
-        connection.send_bytes(key)
+        connection.send_bytes(key + os.getpid().to_bytes(8, "little"))
         while True:
             if not connection.poll(_IDLE_AFTER):  # idle: do what the next run would
                 mappings.check_while_idle()

@@ -56,6 +56,29 @@ def test_a_dead_worker_fails_what_was_on_its_way_with_loky_s_exit_codes(pool):
     assert pool.submit(Chunk(abs, [(0, (-1,))])).result(timeout=60).values == [1]
 
 
+@needs_posix("SIGKILL")
+@pytest.mark.parametrize("swapped", [False, True], ids=["as paired", "swapped"])
+def test_a_worker_dying_beside_one_replaced_after_max_tasks_gets_loky_s_exit_codes(swapped):
+    def die(_):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=True, max_tasks=1)
+    try:
+        first = pool.submit(Chunk(pid_of, [(0, (0,))]))  # to the first worker
+        replaced = first.result(timeout=60).values[0]
+        # connections and serve tasks are paired in no particular order: a
+        # dead worker's reason must not be read from the replaced one's task
+        one, other = pool.channels.channels
+        if swapped:
+            one.serving, other.serving = other.serving, one.serving
+        dying = pool.submit(Chunk(die, [(1, (1,))]))  # the first is replaced first
+        assert replaced not in pool.executor._processes
+        with pytest.raises(BrokenProcessPool, match=r"SIGKILL"):
+            dying.result(timeout=60)
+    finally:
+        pool.close()
+
+
 def test_waiting_returns_when_the_time_is_up(pool):
     import time
 

@@ -43,7 +43,8 @@ MODULE_NAMES = [
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_effective_n_jobs", "n_jobs"]
 BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs",
                  "MAX_NUM_THREADS_VARS", "TBB_ENABLE_IPC_VAR", "inner_max_num_threads"]
-EXECUTOR_NAMES = ["_flags", "submit", "shutdown", "_processes"]
+EXECUTOR_NAMES = ["_flags", "submit", "shutdown", "_processes", "_call_queue",
+                  "_ensure_executor_running"]
 FLAGS_NAMES = ["broken", "shutdown", "kill_workers"]
 
 

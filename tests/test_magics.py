@@ -435,6 +435,22 @@ def test_max_memory_option_and_config_stop_a_worker_that_passes_them(shell):
     assert "X" not in shell.user_ns  # the cell did not run
 
 
+def test_max_tasks_per_worker_option_and_config_replace_workers(shell):
+    cell(shell, "import os\ndef pid(x):\n    return os.getpid()\n")
+    assert len(set(cell(shell, "%pmap -n 2 --max-tasks-per-worker 1 pid range(4)"))) == 4
+    cell(shell, "%config ParMagic.max_tasks_per_worker = 1")
+    assert len(set(cell(shell, "%pmap -n 2 --batch-size 1 pid range(4)"))) == 4
+    cell(shell, "%config ParMagic.max_tasks_per_worker = None")
+    assert len(set(cell(shell, "%pmap -n 2 --batch-size 1 pid range(4)"))) <= 2
+    assert "max_tasks_per_worker" in usage_error(
+        shell, "%pmap --max-tasks-per-worker 0 pid range(3)")
+    assert "max_tasks_per_worker" in usage_error(
+        shell, "%%parmap --max-tasks-per-worker 0 range(3)\nX = 1")
+    assert "X" not in shell.user_ns  # the cell did not run
+    assert "--max-tasks-per-worker" in usage_error(
+        shell, "%pmap --max-tasks-per-worker many pid range(3)")
+
+
 FLAKY = """
 from pathlib import Path
 
