@@ -1,9 +1,10 @@
 """Direct connections from the notebook to the workers of a loky pool.
 
 Each worker runs ``worker_channel.serve``, connected to the notebook by a
-Unix socket: a chunk is pickled and written to an idle worker's connection,
-and its ``Batch`` is read back by the thread that waits for it. No thread
-hands anything over on the way, so a round trip costs about 0.1 ms here,
+Unix socket (or TCP on the loopback where there is none, as on Windows,
+or where its path would be too long: see ``_socket_folder``): a chunk is
+pickled and written to an idle worker's connection, and its ``Batch`` is
+read back by the thread that waits for it. No thread hands anything over on the way, so a round trip costs about 0.1 ms here,
 against about 1 ms through loky's executor.
 
 A worker holds at most two chunks, the second only if both are small (a
@@ -51,6 +52,10 @@ _CONNECT_TIMEOUT = 120.0
 _CONNECT_ABORT_TIMEOUT = 10.0
 # How long a connection that ended waits for loky to say why the worker died.
 _DEATH_NOTICE_TIMEOUT = 5.0
+# The longest Unix socket path every system takes (macOS: 104 bytes with
+# the final NUL), and what _socket_folder adds to its base folder.
+_MAX_SOCKET_PATH = 103
+_FOLDER_AND_SOCKET_NAME = len("/parmagic-12345678/s")
 
 
 class NotSent(Exception):
@@ -309,16 +314,13 @@ def _connect(executor, n_workers, spawning):
 
     if exiting.is_set():  # nothing new starts once the process is exiting
         raise BrokenProcessPool("the notebook process is exiting")
-    folder = tempfile.mkdtemp(prefix="parmagic-")
-    track_folder(folder)  # removed by loky's resource tracker if this process dies here
-    address = os.path.join(folder, "s")
+    folder = _socket_folder()
+    if folder is not None:  # removed by loky's resource tracker if this process dies here
+        track_folder(folder)
     listener = None
     channels = []
     try:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(address)
-        listener.listen(n_workers)
-        listener.settimeout(0.05)
+        listener, address = _listen(folder, n_workers)
         key = os.urandom(16)
         with spawning():
             serving = [executor.submit(serve, address, key) for _ in range(n_workers)]
@@ -333,6 +335,8 @@ def _connect(executor, n_workers, spawning):
                 _check_starting(serving, deadline)
                 continue
             sock.setblocking(True)
+            if sock.family != getattr(socket, "AF_UNIX", None):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             small = _small_chunk_bytes(sock)
             connection = Connection(sock.detach())
             hello = connection.recv_bytes() if connection.poll(_CONNECT_TIMEOUT) else b""
@@ -349,13 +353,44 @@ def _connect(executor, n_workers, spawning):
         _connecting.discard(threading.current_thread())
         if listener is not None:
             listener.close()
-        shutil.rmtree(folder, ignore_errors=True)
-        untrack_folder(folder)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            untrack_folder(folder)
     # which serve task is whose does not matter until one ends: then its
     # worker is dead, and loky gives every serve task of the pool the reason
     for channel, future in zip(channels, serving):
         channel.serving = future
     return channels
+
+
+def _socket_folder():
+    """A new private folder for the Unix socket the workers connect to, in
+    the temp folder or else in /tmp; None where there is no Unix socket
+    (Windows) or no folder short enough for its address (macOS allows 104
+    bytes, and its $TMPDIR is long): the workers then connect over TCP on
+    the loopback (``_listen``)."""
+    if not hasattr(socket, "AF_UNIX"):
+        return None
+    for base in (tempfile.gettempdir(), "/tmp"):
+        if len(base) + _FOLDER_AND_SOCKET_NAME <= _MAX_SOCKET_PATH and os.access(base, os.W_OK):
+            return tempfile.mkdtemp(prefix="parmagic-", dir=base)
+    return None
+
+
+def _listen(folder, backlog):
+    """A listening socket and the address the workers connect to: a Unix
+    socket in ``folder``, or TCP on 127.0.0.1 when there is none. Either
+    way only a worker that sends the key is taken (``_connect``)."""
+    family = socket.AF_INET if folder is None else socket.AF_UNIX
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0) if folder is None else os.path.join(folder, "s"))
+        listener.listen(backlog)
+        listener.settimeout(0.05)
+    except BaseException:
+        listener.close()
+        raise
+    return listener, listener.getsockname()
 
 
 def _small_chunk_bytes(sock):

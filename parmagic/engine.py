@@ -363,7 +363,8 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
             # code but not compiled code: joblib gives up on that a little later.
             parallel.timeout = ParallelRun.gives_up_after(
                 settings["timeout"], retry_policy.retries + 1)
-        return ParallelRun(parallel, func, options, retry_policy, present)  # cancel: between items
+        return ParallelRun(parallel, func, options, retry_policy, present,  # cancel: between items
+                           by_value=internals.pickles_by_name(parallel))
     stream.cancel = cancel  # also seen while waiting for a chunk
     return stream
 

@@ -71,6 +71,22 @@ def runs_local_processes(parallel):
     return type(parallel._backend) in (LokyBackend, MultiprocessingBackend)
 
 
+def pickles_by_name(parallel):
+    """What of a task ``parallel`` would pickle by name where the notebook's
+    own must go by value: None, except on joblib's multiprocessing backend,
+    whose pool pickles with the standard pickler: "function" (a notebook
+    function is found by name only in a forked worker, a lambda nowhere),
+    and "call" with workers started by spawn or forkserver (the default on
+    macOS and Windows, and on Linux from Python 3.14), which import a
+    ``__main__`` of their own without the notebook's classes either. loky,
+    dask and Ray send the notebook's by value themselves."""
+    if type(parallel._backend) is not MultiprocessingBackend:
+        return None
+    context = parallel._backend_kwargs.get("context")
+    forks = context is not None and context.get_start_method() == "fork"
+    return "function" if forks else "call"
+
+
 def runs_serially(parallel):
     return isinstance(parallel._backend, SequentialBackend)
 

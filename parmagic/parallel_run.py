@@ -6,10 +6,13 @@ the end.
 """
 
 import collections
+import functools
 import multiprocessing
+import pickle
 import warnings
 
-from joblib import delayed
+import cloudpickle
+from joblib import delayed, wrap_non_picklable_objects
 
 from .errors import ItemTimeoutError
 from .present import in_present
@@ -27,9 +30,16 @@ class ParallelRun:
     run again (``retries``) is called again by its worker, which sends back
     its failed attempts (as ``RetriedAttempt``) before its last one."""
 
-    def __init__(self, parallel, func, options, retries=RetryPolicy(), present=None):
+    def __init__(self, parallel, func, options, retries=RetryPolicy(), present=None,
+                 by_value=None):
         self.parallel = parallel
-        self.func = func
+        # joblib's multiprocessing pool pickles tasks with the standard
+        # pickler, which finds a notebook function by name only in a forked
+        # worker, and a lambda nowhere: "function" sends the function by
+        # value, "call" the items too (workers started by spawn or
+        # forkserver have no copy of the notebook's classes either)
+        self.by_value = by_value
+        self.func = _ByValue(func) if by_value else func
         self.options = options
         self.retries = retries
         self.present = present  # for worker processes: see present.in_present
@@ -54,15 +64,18 @@ class ParallelRun:
         # order), and the calls need not be 0, 1, 2... (cached items skipped)
         taken = collections.deque()
         calls = _noting(calls, taken)
-        if retries.retries:
-            tasks = (delayed(in_present)(present, call_with_retries, func, index, args,
-                                         options, retries)
-                     for index, args in calls)
-        elif present is not None:
-            tasks = (delayed(in_present)(present, call_item, func, index, args, options)
-                     for index, args in calls)
+        target, extra = (call_with_retries, (options, retries)) if retries.retries else (
+            call_item, (options,))
+        if present is None and not retries.retries:
+            call = functools.partial(target, func)
         else:
-            tasks = (delayed(call_item)(func, index, args, options) for index, args in calls)
+            call = functools.partial(in_present, present, target, func)
+        if self.by_value == "call":
+            tasks = (delayed(wrap_non_picklable_objects(
+                functools.partial(call, index, args, *extra), keep_wrapper=False))()
+                for index, args in calls)
+        else:
+            tasks = (delayed(call)(index, args, *extra) for index, args in calls)
         self._results = self.parallel(tasks)
         try:
             for batch in self._results:
@@ -99,6 +112,22 @@ class ParallelRun:
                 warnings.filterwarnings("ignore", message=r".*tasks have been successfully")
                 self._results.close()
         return []
+
+
+class _ByValue:
+    """A function cloudpickled once for the whole run, loaded again where
+    each task is unpickled. Called where it was made (joblib runs a
+    one-worker pool in the notebook's process), it is the function itself."""
+
+    def __init__(self, func):
+        self.func = func
+        self.data = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def __call__(self, *args, **kwargs):
+        return self.func(*args, **kwargs)
+
+    def __reduce__(self):
+        return cloudpickle.loads, (self.data,)
 
 
 def _noting(calls, taken):

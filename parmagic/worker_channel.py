@@ -42,8 +42,12 @@ def serve(address, key):
     """Connect to the notebook at ``address``, say who this is (``key``
     and the process id), and run chunks until the notebook closes the connection; forget what
     was kept of a run when the notebook says it is over."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(address)
+    if isinstance(address, tuple):  # TCP on the loopback (channels._listen)
+        sock = socket.create_connection(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
     connection = Connection(sock.detach())
     worker.next_chunk_waiting = lambda: bool(readable([connection], 0))
     try:

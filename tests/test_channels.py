@@ -148,3 +148,35 @@ def test_large_results_behind_small_chunks_do_not_stall_the_pool():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.strip() == str(16 * 8_000_000), done.stderr
+
+
+def without_unix_sockets(monkeypatch, tmp_path):
+    from parmagic import channels
+
+    monkeypatch.delattr(channels.socket, "AF_UNIX")
+
+
+def with_a_long_temp_folder(monkeypatch, tmp_path):
+    import tempfile
+
+    long = tmp_path / ("x" * 100)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+
+
+@pytest.mark.parametrize("setting", [without_unix_sockets, with_a_long_temp_folder],
+                         ids=["no AF_UNIX (Windows)", "a long TMPDIR (macOS)"])
+def test_workers_connect_where_a_unix_socket_cannot_be_made_here(setting, monkeypatch,
+                                                                  tmp_path, socket_folders):
+    setting(monkeypatch, tmp_path)
+    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=True)
+    try:
+        futures = [pool.submit(Chunk(pid_of, [(i, (i,))])) for i in range(2)]
+        assert {f.result(timeout=60).values[0] for f in futures} == set(
+            pool.executor._processes)
+        chunks = [pool.submit(Chunk(abs, [(i, (-i,))])) for i in range(20)]
+        assert [f.result(timeout=60).values for f in chunks] == [[i] for i in range(20)]
+    finally:
+        pool.close()
+    assert all(len(os.path.join(folder, "s")) <= 103 for folder in socket_folders)
+    assert not any(os.path.exists(folder) for folder in socket_folders)

@@ -41,6 +41,7 @@ MODULE_NAMES = [
     ("threading", "_register_atexit"),
 ]
 PARALLEL_NAMES = ["_backend", "_backend_kwargs", "_effective_n_jobs", "n_jobs"]
+# joblib.Parallel._backend_kwargs: "context", the multiprocessing context it starts with
 BACKEND_NAMES = ["_prepare_worker_env", "backend_kwargs", "effective_n_jobs",
                  "MAX_NUM_THREADS_VARS", "TBB_ENABLE_IPC_VAR", "inner_max_num_threads"]
 EXECUTOR_NAMES = ["_flags", "submit", "shutdown", "_processes", "_call_queue",
