@@ -9,32 +9,33 @@ See ``%pmap?`` and ``%%parmap?`` for every option. Without IPython, use
 :func:`parmagic.pmap`.
 
 The public names are imported on first use: worker processes import
-``parmagic.worker`` only, which keeps a fresh pool's first call quick.
+``parmagic.worker.calls`` only, which keeps a fresh pool's first call quick.
 """
 
 import importlib
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "pmap": "engine",
-    "run": "engine",
-    "start": "engine",
-    "BackgroundRun": "background",
-    "ParmapRecord": "report",
-    "NOT_COMPUTED": "report",
-    "ParmagicInputError": "errors",
-    "ItemTimeoutError": "errors",
-    "WorkerCrashError": "errors",
-    "MemoryLimitError": "errors",
-    "ItemExitError": "errors",
-    "NotPicklableError": "errors",
-    "UnpicklableExceptionError": "errors",
-    "GlobalMutationWarning": "mutation",
-    "OversubscriptionWarning": "pool_size",
-    "SharedMemoryFullWarning": "shared_data",
-    "MemoryFitWarning": "memory_fit",
-    "shutdown_workers": "shutdown",
-    "rng": "seeding",
+    "pmap": "engine.core",
+    "run": "engine.core",
+    "start": "engine.core",
+    "BackgroundRun": "runs.background",
+    "ParmapRecord": "runs.report",
+    "NOT_COMPUTED": "common.not_computed",
+    "ParmagicInputError": "common.errors",
+    "ItemTimeoutError": "common.errors",
+    "WorkerCrashError": "common.errors",
+    "MemoryLimitError": "common.errors",
+    "ItemExitError": "common.errors",
+    "NotPicklableError": "common.errors",
+    "UnpicklableExceptionError": "common.errors",
+    "GlobalMutationWarning": "guard.mutation",
+    "OversubscriptionWarning": "engine.pool_size",
+    "SharedMemoryFullWarning": "data.shared_data",
+    "MemoryFitWarning": "engine.memory_fit",
+    "shutdown_workers": "engine.shutdown",
+    "rng": "worker.seeding",
+    "switches": "common.switches",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension"]
@@ -56,7 +57,7 @@ def __dir__():
 def load_ipython_extension(ipython):
     """Register ``%pmap`` and ``%%parmap`` (called by ``%load_ext parmagic``),
     and start the worker pool in the background (``ParMagic.warm_pool``)."""
-    from .magics import ParMagic
+    from parmagic.ipython.magics import ParMagic
 
     ipython.register_magics(ParMagic)
     ipython.magics_manager.registry[ParMagic.__name__].warm_up()
@@ -64,6 +65,6 @@ def load_ipython_extension(ipython):
 
 def unload_ipython_extension(ipython):
     """Remove the magics again (called by ``%unload_ext parmagic``)."""
-    from .magics import unregister
+    from parmagic.ipython.magics import unregister
 
     unregister(ipython)

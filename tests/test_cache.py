@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from parmagic import ParmagicInputError, run
-from parmagic.cache import ResultCache
+from parmagic.engine.cache import ResultCache
 
 
 def make_counted(log_path, code="x * 2", extra_globals=None):
@@ -219,7 +219,7 @@ def test_a_cache_path_that_is_a_file_is_an_input_error(tmp_path):
 def test_results_that_cannot_be_pickled_are_simply_not_cached(tmp_path):
     import threading
 
-    from parmagic.cache import _MISSING
+    from parmagic.engine.cache import _MISSING
 
     cache = ResultCache(tmp_path, abs)
     assert cache.lookup(0, (1,)) is _MISSING  # a miss remembers the key
@@ -246,7 +246,7 @@ def test_an_edit_to_a_users_module_the_function_reaches_is_a_new_key(tmp_path, m
     import importlib
     import sys
 
-    from parmagic.cache import function_key
+    from parmagic.engine.cache import function_key
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "keyed_inner.py").write_text("def scale(x):\n    return 2 * x\n")

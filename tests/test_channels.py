@@ -9,9 +9,9 @@ import pytest
 from joblib import Parallel
 from platforms import needs_linux, needs_posix
 
-from parmagic import joblib_internals as internals
-from parmagic.channels import NotSent
-from parmagic.worker import Chunk
+from parmagic.engine.loky_pool import LokyPool
+from parmagic.transport.channels import NotSent
+from parmagic.worker.chunk import Chunk
 
 
 def pid_of(_):
@@ -20,7 +20,7 @@ def pid_of(_):
 
 @pytest.fixture
 def pool():
-    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=True)
+    pool = LokyPool(Parallel(n_jobs=2, backend="loky"), private=True)
     yield pool
     pool.close()
 
@@ -62,7 +62,7 @@ def test_a_worker_dying_beside_one_replaced_after_max_tasks_gets_loky_s_exit_cod
     def die(_):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=True, max_tasks=1)
+    pool = LokyPool(Parallel(n_jobs=2, backend="loky"), private=True, max_tasks=1)
     try:
         first = pool.submit(Chunk(pid_of, [(0, (0,))]))  # to the first worker
         replaced = first.result(timeout=60).values[0]
@@ -94,7 +94,7 @@ def socket_folders(monkeypatch):
     another kernel may be connecting its own workers meanwhile)."""
     import tempfile
 
-    from parmagic import channels
+    from parmagic.transport import channels
 
     made, real_mkdtemp = [], tempfile.mkdtemp
 
@@ -114,7 +114,7 @@ def test_connecting_leaves_no_socket_folder_behind(pool, socket_folders):
 
 def test_a_socket_that_cannot_be_made_leaves_no_folder_and_says_why(pool, socket_folders,
                                                                        monkeypatch):
-    from parmagic import channels
+    from parmagic.transport import channels
 
     def no_socket(*args):
         raise OSError(24, "Too many open files")
@@ -151,7 +151,7 @@ def test_large_results_behind_small_chunks_do_not_stall_the_pool():
 
 
 def without_unix_sockets(monkeypatch, tmp_path):
-    from parmagic import channels
+    from parmagic.transport import channels
 
     monkeypatch.delattr(channels.socket, "AF_UNIX")
 
@@ -169,7 +169,7 @@ def with_a_long_temp_folder(monkeypatch, tmp_path):
 def test_workers_connect_where_a_unix_socket_cannot_be_made_here(setting, monkeypatch,
                                                                   tmp_path, socket_folders):
     setting(monkeypatch, tmp_path)
-    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=True)
+    pool = LokyPool(Parallel(n_jobs=2, backend="loky"), private=True)
     try:
         futures = [pool.submit(Chunk(pid_of, [(i, (i,))])) for i in range(2)]
         assert {f.result(timeout=60).values[0] for f in futures} == set(

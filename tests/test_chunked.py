@@ -2,7 +2,7 @@
 
 import pytest
 
-from parmagic.chunked import ChunkSizer
+from parmagic.engine.chunked import ChunkSizer
 
 
 @pytest.mark.parametrize("batch_size", ["auto", 10])

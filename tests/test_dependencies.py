@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 from cells import notebook_cell
 
-from parmagic.dependencies import notebook_code, state_bytes, walk
+from parmagic.common.dependencies import notebook_code, state_bytes, walk
 
 
 def notebook(source, name="f"):
@@ -157,7 +157,7 @@ def test_state_bytes_of_an_object_whose_class_pickle_cannot_find():
 
 
 def test_what_cannot_be_pickled_is_named_inside_helpers_and_classes():
-    from parmagic.pickling import function_error
+    from parmagic.transport.pickling import function_error
 
     through_helper = notebook("import threading\nLOCK = threading.Lock()\n"
                               "def helper(x):\n    with LOCK:\n        return x\n"

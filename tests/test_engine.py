@@ -15,7 +15,8 @@ import pytest
 from shown import traceback_text
 
 import parmagic
-from parmagic import NOT_COMPUTED, chunked, ParmagicInputError, pmap, run
+from parmagic import NOT_COMPUTED, ParmagicInputError, pmap, run
+from parmagic.engine import chunked
 
 from platforms import needs_linux
 from processes import stop_workers_and_wait, worker_processes

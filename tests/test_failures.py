@@ -13,17 +13,9 @@ import pytest
 
 from shown import traceback_text
 
-from parmagic import (
-    NOT_COMPUTED,
-    ItemExitError,
-    ItemTimeoutError,
-    NotPicklableError,
-    WorkerCrashError,
-    pmap,
-    run,
-)
-from parmagic.errors import UnpicklableExceptionError
-from parmagic.worker import CallOptions, call_item
+from parmagic import NOT_COMPUTED, ItemExitError, ItemTimeoutError, NotPicklableError, WorkerCrashError, pmap, run
+from parmagic.common.errors import UnpicklableExceptionError
+from parmagic.worker.calls import CallOptions, call_item
 from platforms import needs_posix
 from processes import worker_processes
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from parmagic import fresh_modules
+from parmagic.worker import fresh_modules
 
 
 @pytest.fixture

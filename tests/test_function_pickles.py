@@ -7,7 +7,8 @@ import textwrap
 import pytest
 from cells import notebook_cell
 
-from parmagic import function_pickles, pmap
+from parmagic import pmap
+from parmagic.worker import function_pickles
 
 CHANGES = {
     "a global number rebound": ("""

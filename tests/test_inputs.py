@@ -5,8 +5,8 @@ import pickle
 import cloudpickle
 import pytest
 
-from parmagic.inputs import Inputs
-from parmagic.worker import run_calls
+from parmagic.engine.inputs import Inputs
+from parmagic.worker.calls import run_calls
 
 
 @pytest.mark.parametrize("iterables, star, expected", [

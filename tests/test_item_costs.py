@@ -5,7 +5,8 @@ of such a chunk that turn out slow, so that they still run side by side."""
 import pytest
 from cells import notebook_cell
 
-from parmagic import item_costs, run
+from parmagic import run
+from parmagic.engine import item_costs
 
 NAP = """
     import os

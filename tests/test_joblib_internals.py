@@ -1,20 +1,17 @@
 """Every joblib/loky name parmagic relies on without joblib documenting it
-(all used in parmagic/joblib_internals.py, and three of cloudpickle's) still exists, and the pools it
-builds from them behave: if an upgrade moves one, this fails by name."""
+(all used in parmagic/common/joblib_internals.py, and three of
+cloudpickle's) still exists: if an upgrade moves one, this fails by name.
+The pools built from them are checked in test_loky_pool.py."""
 
 import concurrent.futures
 import importlib
 import os
-import signal
 
 import joblib
-import psutil
 import pytest
 from joblib import Parallel
-from platforms import needs_posix
 
-from parmagic import joblib_internals as internals
-from parmagic.worker import Chunk
+from parmagic.common import joblib_internals as internals
 
 MODULE_NAMES = [
     ("joblib.parallel", "BACKENDS"),
@@ -32,7 +29,7 @@ MODULE_NAMES = [
     ("joblib.pool", "PicklingPool"),
     ("joblib.externals.loky.process_executor", "_get_memory_usage"),
     ("joblib.externals.loky.process_executor", "_USE_PSUTIL"),
-    # cloudpickle's, read by parmagic/error_transport.py (which falls back
+    # cloudpickle's, read by parmagic/worker/error_transport.py (which falls back
     # to plain unpickling without them, losing the notebook's class methods)
     ("cloudpickle.cloudpickle", "_DYNAMIC_CLASS_TRACKER_BY_ID"),
     ("cloudpickle.cloudpickle", "_make_skeleton_class"),
@@ -68,91 +65,23 @@ def test_a_parallel_config_block_changes_the_configuration_and_puts_it_back():
         assert thread.submit(check).result()
 
 
-@pytest.mark.parametrize("private", [False, True], ids=["warm pool", "own pool"])
-def test_a_pool_built_from_them_runs_chunks_and_cleans_up(private):
+def test_a_parallel_and_a_loky_executor_have_the_names_used():
     parallel = Parallel(n_jobs=2, backend="loky")
     for name in PARALLEL_NAMES:
         assert hasattr(parallel, name), f"joblib.Parallel.{name} is gone"
     for name in BACKEND_NAMES:
         assert hasattr(internals.backend_of(parallel), name), f"LokyBackend.{name} is gone"
-    assert internals.runs_on_loky(parallel, internals.effective_n_jobs(parallel))
-    internals.shutdown_pools()
-    pool = internals.LokyPool(parallel, private=private)
+    executor = internals.new_executor(parallel, 1, os.getpid, ())
     try:
-        batch = pool.submit(Chunk(abs, [(0, (-3,)), (1, (4,))]))
-        assert batch.result(timeout=60).values == [3, 4]
+        assert executor.submit(os.getpid).result(timeout=60) != os.getpid()
         for name in EXECUTOR_NAMES:
-            assert hasattr(pool.executor, name), f"the loky executor's {name} is gone"
+            assert hasattr(executor, name), f"the loky executor's {name} is gone"
         for name in FLAGS_NAMES:
-            assert hasattr(pool.executor._flags, name), f"loky's executor flag {name} is gone"
-        executor = pool.executor
+            assert hasattr(executor._flags, name), f"loky's executor flag {name} is gone"
+        assert internals.usable(executor) and len(internals.worker_pids(executor)) == 1
     finally:
-        pool.close()
-    assert executor._flags.shutdown is private  # only an own pool goes away
-
-
-def test_the_warm_pool_is_parmagics_own_and_one_run_at_a_time_uses_it():
-    from joblib.externals.loky import reusable_executor
-
-    parallel = Parallel(n_jobs=2, backend="loky")
-    warm, meanwhile = internals.LokyPool(parallel), internals.LokyPool(parallel)
-    try:
-        warm.submit(Chunk(abs, [(0, (1,))])).result(timeout=60)
-        assert warm.executor is not reusable_executor._executor  # not joblib's
-        # a second run while the first has it: a pool of its own
-        assert meanwhile.submit(Chunk(abs, [(0, (-2,))])).result(timeout=60).values == [2]
-        assert meanwhile.private and meanwhile.executor is not warm.executor
-        meanwhile.kill()  # stopping one run's pool ...
-        assert warm.submit(Chunk(abs, [(0, (-3,))])).result(timeout=60).values == [3]
-        executor = warm.executor
-    finally:
-        warm.close()
-        meanwhile.close()
-    later = internals.LokyPool(parallel)
-    try:  # the next run finds the warm pool again
-        later.submit(Chunk(abs, [(0, (4,))])).result(timeout=60)
-        assert later.executor is executor and not later.private
-    finally:
-        later.close()
-    # and joblib's own pool is untouched by all this
-    assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(i) for i in (-1, -2)) == [1, 2]
-
-
-@needs_posix("SIGINT sent with os.kill")
-@pytest.mark.parametrize("private", [False, True], ids=["warm pool", "own pool"])
-def test_workers_hit_by_an_interrupt_while_starting_live_on(private):
-    # Jupyter's interrupt reaches the kernel's whole process group, workers
-    # included, maybe before they have started far enough to ignore it.
-    internals.shutdown_pools()
-    pool = internals.LokyPool(Parallel(n_jobs=2, backend="loky"), private=private)
-    try:
-        first = pool.submit(Chunk(abs, [(0, (-1,))]))
-        starting = [p for p in psutil.Process().children()
-                    if "LokyProcess" in " ".join(p.cmdline())]
-        assert len(starting) == 2
-        for worker in starting:
-            os.kill(worker.pid, signal.SIGINT)
-        assert first.result(timeout=60).values == [1]
-        later = [pool.submit(Chunk(abs, [(i, (-i,))])) for i in range(4)]
-        assert [f.result(timeout=60).values for f in later] == [[0], [1], [2], [3]]
-        assert all(worker.is_running() for worker in starting)
-    finally:
-        pool.close()
-
-
-def test_the_warm_pool_stops_after_its_idle_timeout_and_the_next_run_starts_another():
-    from waiting import until
-
-    from parmagic import pmap
-
-    def pids():
-        return set(pmap(os.getpid, [()] * 4, n_jobs=2, star=True))
-
-    with joblib.parallel_config(backend="loky", idle_worker_timeout=1):
-        first = pids()
-        until(lambda: not any(psutil.pid_exists(pid) for pid in first),
-              "the idle workers to stop")
-        assert pids().isdisjoint(first)
+        executor.shutdown(wait=True, kill_workers=True)
+    assert not internals.usable(executor) and internals.worker_pids(executor) == set()
 
 
 def worker_thread_limit(_):

@@ -226,10 +226,10 @@ def test_progress_bar_is_a_widget_for_long_runs_only(kernel):
     bars = [text for kind, text in outputs if kind == "widget"]
     assert len(bars) == 1 and "item" in bars[0]
     # a short run is one that ends before the bar's delay, however slow the machine
-    kernel.text("import parmagic.progress\ndelay, parmagic.progress.AUTO_DELAY = "
-                "parmagic.progress.AUTO_DELAY, 60")
+    kernel.text("import parmagic.display.progress\ndelay, parmagic.display.progress.AUTO_DELAY = "
+                "parmagic.display.progress.AUTO_DELAY, 60")
     reply, outputs = kernel.execute("%pmap -n 2 slow [0.01]*8")
-    kernel.text("parmagic.progress.AUTO_DELAY = delay")
+    kernel.text("parmagic.display.progress.AUTO_DELAY = delay")
     assert reply["status"] == "ok"
     assert not [kind for kind, _ in outputs if kind == "widget"]
     for switch_off in ("%pmap -n 2 --no-progress slow [0.4]*8",

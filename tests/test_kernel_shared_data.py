@@ -46,7 +46,7 @@ def test_a_global_array_goes_once_is_never_stale_and_is_removed_at_exit():
         assert reply["ename"] == "WorkerCrashError"
         shown = kernel.text("KILL_AT = -1\nr = %pmap -n 2 --no-progress part range(4)\n"
                             "print(r == expected())\n"
-                            "from parmagic.shared_data import store\nprint(store().folder)")
+                            "from parmagic.data.shared_data import store\nprint(store().folder)")
         ok, folder = shown.split()
         assert ok == "True" and os.path.isdir(folder)
     assert not os.path.exists(folder)  # the kernel has exited

@@ -68,7 +68,7 @@ def test_a_worker_that_dies_after_others_were_replaced_is_reported_with_its_exit
 
 
 def test_a_background_run_replaces_its_own_workers():
-    from parmagic import engine
+    from parmagic.engine import core as engine
 
     handle = engine.start(with_pid, range(6), n_jobs=2, max_tasks_per_worker=1)
     pairs = handle.result()

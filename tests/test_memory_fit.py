@@ -7,8 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-from parmagic import memory_fit, pmap
-from parmagic.memory_fit import MemoryFitWarning
+from parmagic import pmap
+from parmagic.engine import memory_fit
+from parmagic.engine.memory_fit import MemoryFitWarning
 
 MB = 1 << 20
 

@@ -9,7 +9,7 @@ import pytest
 from test_retries import run_recorded
 
 from parmagic import MemoryLimitError, ParmagicInputError, WorkerCrashError, pmap
-from parmagic.memory_limit import parse_size
+from parmagic.engine.memory_limit import parse_size
 
 MB = 1 << 20
 

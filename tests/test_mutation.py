@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from parmagic import GlobalMutationWarning, pmap
-from parmagic.mutation import static_findings
+from parmagic.guard.mutation import static_findings
 
 
 def define(source, name="f"):

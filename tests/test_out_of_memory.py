@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from parmagic import out_of_memory, pmap
-from parmagic.errors import crash_message
+from parmagic import pmap
+from parmagic.engine import out_of_memory
+from parmagic.common.errors import crash_message
 
 LOKY_TEXT = ("A task has failed to un-serialize. ... The exit codes of the workers "
              "are {SIGKILL(-9)}")

@@ -6,9 +6,9 @@ import types
 import joblib
 import numpy
 
-import parmagic.worker
-from parmagic import own_modules
-from parmagic.own_modules import digest, own_file, signature
+import parmagic.worker.calls
+from parmagic.common import own_modules
+from parmagic.common.own_modules import digest, own_file, signature
 
 
 def module_at(path):
@@ -24,7 +24,7 @@ def test_a_source_file_of_the_users_is_theirs(tmp_path):
 
 
 def test_the_standard_library_installed_packages_and_parmagic_are_not():
-    for module in (json, numpy, joblib, parmagic.worker, types):
+    for module in (json, numpy, joblib, parmagic.worker.calls, types):
         assert own_file(module) is None, module
 
 

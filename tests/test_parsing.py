@@ -3,7 +3,7 @@
 import pytest
 
 from parmagic import ParmagicInputError
-from parmagic.parsing import (
+from parmagic.ipython.parsing import (
     find_cell_function,
     split_chunks,
     split_func_and_iterables,

@@ -6,7 +6,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from parmagic.polling import readable
+from parmagic.common.polling import readable
 
 
 @pytest.fixture

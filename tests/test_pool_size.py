@@ -8,7 +8,8 @@ import pytest
 from processes import worker_processes, stop_workers_and_wait
 
 import parmagic
-from parmagic import OversubscriptionWarning, pool_size, run, warmup
+from parmagic import OversubscriptionWarning, run
+from parmagic.engine import pool_size, warmup
 
 
 def square(x):

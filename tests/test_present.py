@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from parmagic import pmap, present
+from parmagic import pmap
+from parmagic.worker import present
 
 
 def where(_):

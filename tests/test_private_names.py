@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from IPython.core.interactiveshell import InteractiveShell
 from joblib.externals.loky import ProcessPoolExecutor
 
-from parmagic.errors import crash_message
+from parmagic.common.errors import crash_message
 
 
 def test_argparse_keeps_its_table_of_option_strings():

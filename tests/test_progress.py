@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from parmagic import ParmagicInputError, pmap, progress
+from parmagic import ParmagicInputError, pmap
+from parmagic.display import progress
 
 
 def nap(seconds):

@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parmagic import (
-    NOT_COMPUTED,
-    ItemTimeoutError,
-    ParmagicInputError,
-    WorkerCrashError,
-    pmap,
-    run,
-)
+from parmagic import NOT_COMPUTED, ItemTimeoutError, ParmagicInputError, WorkerCrashError, pmap, run
 
 BACKENDS = ["loky", "threading", "multiprocessing", "sequential"]
 
@@ -211,7 +204,7 @@ def test_bad_retry_settings_are_input_errors(options, message):
 
 
 def test_attempts_are_listed_in_item_order_whichever_failed_first():
-    from parmagic.report import ParmapRecord
+    from parmagic.runs.report import ParmapRecord
 
     record = ParmapRecord("f", "loky", 2, 6)
     for index in (5, 2, 5):  # failures arrive in any order

@@ -16,7 +16,7 @@ from platforms import needs_linux, needs_posix
 from waiting import until
 
 from parmagic import GlobalMutationWarning, WorkerCrashError, pmap, run
-from parmagic.shared_data import SharedStore
+from parmagic.data.shared_data import SharedStore
 
 MB = 1 << 20
 
@@ -179,7 +179,7 @@ def test_the_store_evicts_the_least_recently_used_but_never_what_a_run_uses():
 SCRIPT = """
 import os, signal, sys, numpy as np
 from parmagic import pmap
-from parmagic.shared_data import store
+from parmagic.data.shared_data import store
 BIG = np.ones(2_000_000)
 def work(i):
     if i == {crash_item}:
@@ -235,7 +235,7 @@ def test_small_arrays_still_travel_inside_the_task():
 
 
 def test_the_size_limit_is_a_config_setting(shell):
-    from parmagic.shared_data import store
+    from parmagic.data.shared_data import store
 
     try:
         shell.run_line_magic("config", "ParMagic.shared_memory_mb = 1")
@@ -247,7 +247,7 @@ def test_the_size_limit_is_a_config_setting(shell):
 
 @needs_posix("os.kill(pid, 0) to tell whether a process exists")
 def test_a_folder_left_by_a_dead_notebook_is_removed_by_the_next_store(tmp_path):
-    from parmagic.shared_data import remove_orphans
+    from parmagic.data.shared_data import remove_orphans
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

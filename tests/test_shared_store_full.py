@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from waiting import until
 
-from parmagic import run, shared_data, shutdown_workers
-from parmagic.shared_data import SharedMemoryFullWarning, SharedStore
+from parmagic import run, shutdown_workers
+from parmagic.data import shared_data
+from parmagic.data.shared_data import SharedMemoryFullWarning, SharedStore
 
 MB = 1 << 20
 

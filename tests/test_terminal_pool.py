@@ -5,7 +5,7 @@ Each test runs an .ipy script through the ipython command."""
 import re
 
 import terminal
-from parmagic.pool_size import cores
+from parmagic.common.cores import cores
 
 PRELUDE = """\
 %config ParMagic.warm_pool = False

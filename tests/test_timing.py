@@ -9,9 +9,10 @@ import pytest
 from platforms import needs_linux
 
 import parmagic
-from parmagic import run, timing
-from parmagic.report import ParmapRecord
-from parmagic.timing import LoadSampler, Timing
+from parmagic import run
+from parmagic.runs import timing
+from parmagic.runs.report import ParmapRecord
+from parmagic.runs.timing import LoadSampler, Timing
 
 
 def record_of(wall, spans, n_jobs=2, backend="loky", busy_threads=2):
@@ -100,7 +101,7 @@ def test_a_resize_that_only_stopped_workers_says_so():
 
 
 def test_start_up_lasts_until_the_last_new_worker_began_its_first_task():
-    from parmagic.joblib_internals import PoolStart
+    from parmagic.engine.loky_pool import PoolStart
 
     spans = [((11, 1), 100.4, 0.1), ((12, 1), 100.6, 0.1), ((12, 1), 100.7, 0.1),
              ((13, 1), 100.2, 0.1)]  # 13 was warm already

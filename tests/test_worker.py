@@ -104,7 +104,7 @@ def test_a_change_in_any_chunk_is_found_and_none_is_made_up(changed_at):
 
 
 def kept_in_this_worker(_):
-    from parmagic import kept_runs, worker_setup
+    from parmagic.worker import kept_runs, setup as worker_setup
 
     return len(kept_runs._kept) + len(worker_setup._shipped)
 
@@ -112,8 +112,8 @@ def kept_in_this_worker(_):
 def test_a_worker_lets_go_of_a_run_once_it_is_over():
     from joblib import Parallel
 
-    from parmagic.joblib_internals import LokyPool
-    from parmagic.worker import Chunk
+    from parmagic.engine.loky_pool import LokyPool
+    from parmagic.worker.chunk import Chunk
 
     cell = notebook_cell("""
         BIG_LIST = list(range(200_000))  # pickled with the function, not shared

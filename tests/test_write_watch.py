@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from platforms import needs_linux
 
-from parmagic import write_watch
-from parmagic.shared_data import _digest
+from parmagic.data import write_watch
+from parmagic.data.shared_data import _digest
 
 MB = 1 << 20
 PAGE = mmap.PAGESIZE

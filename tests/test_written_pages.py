@@ -7,7 +7,7 @@ import mmap
 import pytest
 from platforms import needs_linux
 
-from parmagic import written_pages
+from parmagic.data import written_pages
 
 PAGE = mmap.PAGESIZE
 

@@ -1,0 +1,18 @@
+"""Stopping the worker pool on request (e.g. at the end of a test suite)."""
+
+from parmagic.engine.warm_pool import shutdown_pools
+
+
+def shutdown_workers(kill=False):
+    """Stop the loky workers that parmagic and joblib keep warm between calls.
+
+    The next call starts a fresh pool. ``kill=True`` terminates busy workers
+    instead of waiting for their current task; the pools of background runs
+    still going are always killed (those runs fail as crashed). Connections
+    parmagic opened to dask schedulers (``--scheduler``) are closed too; the
+    clusters and the notebook's own clients are left alone.
+    """
+    shutdown_pools(kill)
+    from parmagic.engine.cluster import close_clients
+
+    close_clients()

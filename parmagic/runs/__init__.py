@@ -1,0 +1,3 @@
+"""The record of a run (``ParmapRecord``), its timing summary and timeline,
+and background runs.
+"""
