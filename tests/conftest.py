@@ -14,6 +14,9 @@ def pytest_configure(config):
         "markers", "linux(facility): needs a Linux-only facility; skipped elsewhere")
     config.addinivalue_line(
         "markers", "posix(facility): needs a POSIX facility; skipped on Windows")
+    config.addinivalue_line(
+        "markers", "fallback(what): takes, on Linux, the path parmagic takes where "
+        "WHAT is missing (as on macOS or Windows); pytest -m fallback runs them all")
 
 
 @pytest.hookimpl(tryfirst=True)  # before fixtures start kernels or clusters

@@ -4,6 +4,7 @@ without checking anything.
 
     @needs_linux("/proc/loadavg")               # facilities only Linux has
     @needs_posix("SIGKILL sent with os.kill")   # any POSIX system (Linux, macOS)
+    @forces_fallback("no AF_UNIX")              # the path of a system without it
 
 The marks are ``linux`` and ``posix`` (registered in conftest.py), so
 ``pytest -m "not linux and not posix"`` selects the tests that run anywhere.
@@ -28,6 +29,13 @@ def needs_posix(facility):
     """Mark a test (or a ``pytest.param``) that needs ``facility``, which
     POSIX systems have and Windows has not."""
     return pytest.mark.posix(facility)
+
+
+def forces_fallback(what):
+    """Mark a test that takes, on Linux, the path parmagic takes where
+    ``what`` is missing (no AF_UNIX, no SIGALRM...): so the suite says which
+    of the other systems' paths it has run here."""
+    return pytest.mark.fallback(what)
 
 
 def missing_facility(item):

@@ -7,7 +7,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from joblib import Parallel
-from platforms import needs_linux, needs_posix
+from platforms import forces_fallback, needs_linux, needs_posix
 
 from parmagic.engine.loky_pool import LokyPool
 from parmagic.transport.channels import NotSent
@@ -164,6 +164,7 @@ def with_a_long_temp_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(long))
 
 
+@forces_fallback("AF_UNIX, or a short enough socket path")
 @pytest.mark.parametrize("setting", [without_unix_sockets, with_a_long_temp_folder],
                          ids=["no AF_UNIX (Windows)", "a long TMPDIR (macOS)"])
 def test_workers_connect_where_a_unix_socket_cannot_be_made_here(setting, monkeypatch,

@@ -16,7 +16,7 @@ from shown import traceback_text
 from parmagic import NOT_COMPUTED, ItemExitError, ItemTimeoutError, NotPicklableError, WorkerCrashError, pmap, run
 from parmagic.common.errors import UnpicklableExceptionError
 from parmagic.worker.calls import CallOptions, call_item
-from platforms import needs_posix
+from platforms import forces_fallback, needs_posix
 from processes import worker_processes
 
 BACKENDS = ["loky", "threading", "multiprocessing", "sequential"]
@@ -196,6 +196,7 @@ def test_watchdog_never_hits_the_code_after_an_item():
 
 
 @pytest.mark.parametrize("backend", ["loky", "threading", "sequential"])
+@forces_fallback("SIGALRM")
 def test_watchdog_stops_the_item_at_its_limit_and_its_worker_lives(backend, watchdog_forced):
     pmap(abs, [1, 2], n_jobs=2, backend=backend)  # the workers the run will use
     before = {process.pid for process in worker_processes()}

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 
@@ -12,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from cells import notebook_cell
-from platforms import needs_linux, needs_posix
+from platforms import forces_fallback, needs_linux, needs_posix
 from waiting import until
 
 from parmagic import GlobalMutationWarning, WorkerCrashError, pmap, run
+from parmagic.data import shared_data
 from parmagic.data.shared_data import SharedStore
 
 MB = 1 << 20
@@ -224,6 +226,23 @@ def test_a_killed_notebook_process_leaves_nothing_either(tmp_path):
     folder = lines[-1].split()[-1]
     # loky's resource tracker removes it
     until(lambda: not os.path.exists(folder), f"{folder} to be removed", every=0.1)
+
+
+@forces_fallback("/dev/shm")
+def test_without_dev_shm_the_store_is_in_the_temp_folder(monkeypatch):
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != "/dev/shm" and access(path, mode))
+    monkeypatch.setattr(shared_data, "_store", None)  # a new store, made now
+    big = np.arange(2**18, dtype=np.float64)
+    try:
+        record = run(np.sum, [[big, big + 1]], n_jobs=2)
+        assert record.results == [big.sum(), (big + 1).sum()]
+        assert record.transfer.shared == 2 * big.nbytes
+        folder = shared_data.store().folder
+        assert folder.startswith(os.path.join(tempfile.gettempdir(), "parmagic_"))
+    finally:
+        shared_data.store().clear()
+    assert not os.path.exists(folder)
 
 
 def test_small_arrays_still_travel_inside_the_task():

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from platforms import forces_fallback
 
 SCRIPT = textwrap.dedent("""
     import multiprocessing
@@ -45,6 +46,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@forces_fallback("fork as the default start method")
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_functions_lambdas_and_classes_of_main_work_with_every_start_method(method, tmp_path):
     if method not in __import__("multiprocessing").get_all_start_methods():

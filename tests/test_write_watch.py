@@ -5,7 +5,7 @@ import mmap
 
 import numpy as np
 import pytest
-from platforms import needs_linux
+from platforms import forces_fallback, needs_linux
 
 from parmagic.data import write_watch
 from parmagic.data.shared_data import _digest
@@ -166,6 +166,7 @@ def test_an_array_collected_is_released_and_a_new_one_at_its_address_hashed(watc
     assert key not in watch._known or not watch._known[key].pages
 
 
+@forces_fallback("userfaultfd")
 def test_without_userfaultfd_every_call_hashes(monkeypatch):
     monkeypatch.setattr(write_watch, "_open", lambda: None)
     watch = write_watch.WriteWatch()
