@@ -11,10 +11,13 @@ nothing else of parmagic.
 
 import contextlib
 import functools
+import gc
 import multiprocessing.pool
 import os
+import sys
 import threading
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait
 
 from joblib import parallel as joblib_parallel
 from joblib._parallel_backends import (
@@ -171,8 +174,6 @@ def retire_worker(executor, pid, spawning=contextlib.nullcontext):
     while some jobs were given" when it finds a task waiting while it has
     fewer workers than it should, and it looks just after the old one
     exits."""
-    from multiprocessing.connection import wait
-
     process = executor._processes.get(pid)
     if process is not None:
         executor._call_queue.put(None)
@@ -271,15 +272,11 @@ def count_only_private_memory():
     array would be restarted again and again. Pages mapped from files are
     shared with the notebook and every other worker, so they are left out.
     """
-    import sys
-
     loop = sys.modules.get("joblib.externals.loky.process_executor")
     if loop is None or not getattr(loop, "_USE_PSUTIL", False):
         return  # not in a loky worker, or loky does not measure memory
     if getattr(loop._get_memory_usage, "counts_private_memory", False):
         return
-    import gc
-
     from psutil import Process
 
     def private_memory(pid, force_gc=False):

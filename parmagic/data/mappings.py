@@ -29,6 +29,7 @@ def attach(run, path, nbytes, dtype, shape, order):
     global _mapped_run
     if run != _mapped_run:
         if _mapped_run is None:  # this worker's first shared array
+            # (here: a worker that maps no array never imports joblib's parallel module)
             from parmagic.common.joblib_internals import count_only_private_memory
 
             count_only_private_memory()

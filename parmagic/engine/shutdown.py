@@ -1,5 +1,6 @@
 """Stopping the worker pool on request (e.g. at the end of a test suite)."""
 
+from parmagic.engine.cluster import close_clients
 from parmagic.engine.warm_pool import shutdown_pools
 
 
@@ -13,6 +14,4 @@ def shutdown_workers(kill=False):
     clusters and the notebook's own clients are left alone.
     """
     shutdown_pools(kill)
-    from parmagic.engine.cluster import close_clients
-
     close_clients()

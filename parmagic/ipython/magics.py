@@ -17,11 +17,12 @@ from traitlets import Bool, Enum, Float, Integer, Unicode, Union, observe
 
 from parmagic.common.errors import ParmagicInputError
 from parmagic.common.switches import Switches, switches
+from parmagic.data.shared_data import set_limit
 from parmagic.display import error_display, live_view
 from parmagic.display.error_display import show_cleanly
 from parmagic.engine import core as engine
 from parmagic.engine import retries as retrying
-from parmagic.engine import worker_limits
+from parmagic.engine import warmup, worker_limits
 from parmagic.ipython import parsing
 
 
@@ -221,8 +222,6 @@ class ParMagic(Magics):
 
     @observe("shared_memory_mb")
     def _shared_memory_limit_changed(self, change):
-        from parmagic.data.shared_data import set_limit
-
         set_limit(change["new"] << 20)
 
     @observe(*Switches.EFFECTS)
@@ -236,8 +235,6 @@ class ParMagic(Magics):
         for name in Switches.EFFECTS:  # as ipython_config.py may have set them
             setattr(switches, name, getattr(self, name))
         if self.warm_pool and self.backend in (None, "loky") and self.scheduler is None:
-            from parmagic.engine import warmup
-
             warmup.start(self.n_jobs)
 
     @_usage_errors

@@ -125,7 +125,9 @@ class BackgroundRun:
         )
 
     def _ipython_display_(self):
-        from parmagic.display.live_view import show
+        from parmagic.display.live_view import (
+            show,  # (imports IPython: not for the engine)
+        )
 
         show(self)
 

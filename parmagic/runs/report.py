@@ -9,6 +9,8 @@ import time
 
 from parmagic.common.errors import short_repr
 from parmagic.common.not_computed import NOT_COMPUTED
+from parmagic.runs.timeline import show as show_timeline
+from parmagic.runs.timing import Timing
 from parmagic.worker.capture import joined
 
 # Failures listed in the record's repr.
@@ -160,8 +162,6 @@ class ParmapRecord:
     # -- read by the user -----------------------------------------------------
     def timing(self):
         """Where the run's time went, with advice (what ``%pmap -t`` prints)."""
-        from parmagic.runs.timing import Timing
-
         return Timing(self)
 
     def timeline(self, ax=None, path=None):
@@ -174,9 +174,7 @@ class ParmapRecord:
         where nothing can show it a warning says to pass ``path``. With
         ``ax``, draw on that Axes (its figure is left to you).
         """
-        from parmagic.runs.timeline import show
-
-        return show(self, ax, path)
+        return show_timeline(self, ax, path)
 
     @property
     def attempts(self):
