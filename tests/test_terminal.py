@@ -32,3 +32,22 @@ def test_ipy_script_runs_in_the_ipython_terminal(tmp_path):
     assert "3/3" in stderr  # the text progress bar
     assert "outputs: ['item 0 says hi\\n'," in stdout
     assert "Traceback" not in output
+
+
+ASYNC_SCRIPT = """\
+%load_ext parmagic
+import asyncio
+async def answer(x):
+    print("asked", x)
+    await asyncio.sleep(0.01 * (3 - x))
+    return x + 1
+answers = %pmap -n 3 answer range(3)
+print("answers:", answers, _parmap.backend)
+"""
+
+
+def test_an_async_function_maps_in_the_ipython_terminal(tmp_path):
+    stdout, stderr = run_ipython(tmp_path, ASYNC_SCRIPT)
+    assert "asked 0\nasked 1\nasked 2\n" in stdout
+    assert "answers: [1, 2, 3] asyncio" in stdout
+    assert "Traceback" not in stdout + stderr

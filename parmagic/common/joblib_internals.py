@@ -91,6 +91,14 @@ def dask_client(parallel):
     return parallel._backend.client
 
 
+def backend_name_configured():
+    """The name of the backend a new ``joblib.Parallel`` would use here
+    (an enclosing ``parallel_config``'s, else joblib's default)."""
+    backend, _ = configured_backend()
+    name = type(backend).__name__
+    return name.removesuffix("Backend").lower() or name
+
+
 def backend_name(parallel):
     name = type(parallel._backend).__name__
     return name.removesuffix("Backend").lower() or name

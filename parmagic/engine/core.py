@@ -19,6 +19,7 @@ from parmagic.common.switches import switches
 from parmagic.display.progress import ProgressBar
 from parmagic.engine import backends, cluster, item_costs, pool_size, worker_limits
 from parmagic.engine import retries as retrying
+from parmagic.engine.async_run import DEFAULT_LIMIT, AsyncRun
 from parmagic.engine.cache import ResultCache, cached_calls
 from parmagic.engine.collect import Collector
 from parmagic.engine.dask_run import DaskRun
@@ -30,6 +31,7 @@ from parmagic.guard.mutation import MutationCheck
 from parmagic.runs.background import BackgroundRun
 from parmagic.runs.report import ParmapRecord
 from parmagic.worker import present, seeding
+from parmagic.worker.async_calls import is_async
 from parmagic.worker.calls import CallOptions, inside_item
 from parmagic.worker.setup import Setup
 
@@ -247,13 +249,17 @@ def run(
         # A map inside a mapped function runs serially, in the worker it is
         # in: a pool per worker would oversubscribe the cores.
         settings.update(backend="sequential", progress=False, scheduler=None)
-    parallel = _parallel(settings)
-    n_jobs = internals.effective_n_jobs(parallel)  # once: on dask it asks the scheduler
-    isolation = _isolation(parallel, n_jobs)
+    on_loop = _runs_on_event_loop(func, settings, seed)
+    if on_loop:  # an async def function: its items side by side on an event loop
+        parallel, n_jobs, isolation = None, _in_flight(settings["n_jobs"]), None
+    else:
+        parallel = _parallel(settings)
+        n_jobs = internals.effective_n_jobs(parallel)  # once: on dask it asks the scheduler
+        isolation = _isolation(parallel, n_jobs)
     inputs = Inputs(iterables, star)
     record = ParmapRecord(
         _name_of(func, func_label),
-        settings["backend"] or internals.backend_name(parallel),
+        "asyncio" if on_loop else settings["backend"] or internals.backend_name(parallel),
         n_jobs,
         inputs.length,
     )
@@ -263,8 +269,11 @@ def run(
     if not inputs.has_items():  # empty input: no worker is started
         record.finish("done")
         return record
-    calls, workers = pool_size.size_pool(parallel, n_jobs, inputs)
-    record.workers = workers
+    if on_loop:
+        calls, workers = inputs.calls(), n_jobs
+    else:
+        calls, workers = pool_size.size_pool(parallel, n_jobs, inputs)
+        record.workers = workers
     check = MutationCheck(func, isolation, func_source, warn_mutation)
     options = CallOptions(check.active, switches.capture_output, settings["timeout"],
                           CallOptions.force_watchdog, seed=seed,
@@ -278,11 +287,16 @@ def run(
             "draws depend on how the threads interleave", UserWarning, stacklevel=3)
     # with init, SETUP travels with func and runs before the worker's first item
     sent = func if init is None else Setup(init, func, f"SETUP {_name_of(init, 'init')}")
-    stream = _stream(
-        parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
-        cancel, own_pool, retry_policy, item_costs.fit_one_chunk(func, inputs.length),
-        _present(parallel, isolation), limits,
-    )
+    if on_loop:
+        limits.refuse("asyncio", n_jobs)
+        stream = AsyncRun(sent, options, n_jobs)
+        stream.cancel = cancel
+    else:
+        stream = _stream(
+            parallel, n_jobs, workers, settings, sent, options, inputs.length, func_label,
+            cancel, own_pool, retry_policy, item_costs.fit_one_chunk(func, inputs.length),
+            _present(parallel, isolation), limits,
+        )
     bar = ProgressBar(settings["progress"], inputs.length, record.func_name)
     results = ResultCache(cache, func, init, seed) if cache is not None else None
     collector = Collector(
@@ -452,6 +466,30 @@ def _check_init(init):
             f"SETUP (init) must be a function to call in each worker, not "
             f"{type(init).__name__} {short_repr(init)}"
         )
+
+
+def _runs_on_event_loop(func, settings, seed):
+    """Whether the run is an ``async def`` function's, on an event loop in a
+    thread of this process (``async_run``): when no backend is asked for,
+    here or by an enclosing ``joblib.parallel_config``. On a backend that is
+    asked for, each worker runs its chunks' items on a loop of its own."""
+    if not is_async(func) or settings["backend"] is not None or settings["scheduler"]:
+        return False
+    if internals.backend_name_configured() != "loky":
+        return False
+    if seed is not None:
+        raise ParmagicInputError(
+            "seed: the items of an async function run side by side on one event "
+            "loop, so they cannot each have numpy's and random's generators to "
+            "themselves; seed inside the function from your own generator instead, "
+            "or map a plain (not async) function")
+    return True
+
+
+def _in_flight(n_jobs):
+    """How many items of an async function run at once: ``n_jobs`` when it
+    is given as a positive number, else ``AsyncRun``'s default."""
+    return n_jobs if n_jobs is not None and n_jobs > 0 else DEFAULT_LIMIT
 
 
 def _isolation(parallel, n_jobs):

@@ -272,6 +272,7 @@ class ParMagic(Magics):
             In [15]: %pmap --retries 2 --retry-on ConnectionError fetch urls
             In [16]: %pmap --init load_model predict images  # load_model() once per worker
             In [17]: %pmap --seed 0 simulate range(100)   # the same numbers every time
+            In [18]: %pmap -n 20 fetch_async urls   # async def: 20 in flight on an event loop
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -281,7 +282,9 @@ class ParMagic(Magics):
         ``_parmap.outputs``. A failing item raises its own exception, with a
         note naming the item; the results that finished stay in
         ``_parmap.results``. ``--no-warn`` skips the check for changes to
-        notebook globals (lost in worker processes).
+        notebook globals (lost in worker processes). An ``async def``
+        function's items run side by side on an event loop in a thread, at
+        most ``-n`` at a time (100 by default), unless ``-b`` names a backend.
         """
         __tracebackhide__ = True
         options, rest = self._parse_options(self.pmap, line)

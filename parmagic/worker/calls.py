@@ -10,15 +10,15 @@ import threading
 import time
 from typing import NamedTuple
 
-from parmagic.common.errors import ItemExitError, ItemTimeoutError
-from parmagic.worker import fresh_modules, seeding, time_limits
+from parmagic.worker import async_calls, fresh_modules, seeding
+from parmagic.worker.async_calls import is_async
 from parmagic.worker.batch import Batch
 from parmagic.worker.capture import Sink, start_capture, stop_capture
 from parmagic.worker.capture import install as install_routers
+from parmagic.worker.failures import item_failure
 from parmagic.worker.global_watch import GlobalWatch
 from parmagic.worker.setup import Setup
-from parmagic.worker.time_limits import TimeLimitReached, time_limit
-from parmagic.worker.tracebacks import frames_of
+from parmagic.worker.time_limits import time_limit
 
 
 class CallOptions(NamedTuple):
@@ -80,7 +80,9 @@ def run_calls(func, calls, options=CallOptions(), kept=None):
         token, sink = None, Sink({})  # moved along, never installed
     _item_state.depth = getattr(_item_state, "depth", 0) + 1
     try:
-        if options.timeout is not None or options.seed is not None:
+        if is_async(func):  # the chunk's items side by side on an event loop
+            async_calls.run_chunk(func, calls, options, batch)
+        elif options.timeout is not None or options.seed is not None:
             for index, args in calls:
                 sink.index = index
                 _call_limited(func, index, args, options, batch)
@@ -180,7 +182,7 @@ def _call_each(func, calls, options, batch, sink):
                 value = func(item)
             except (Exception, SystemExit) as exc:
                 value = None
-                batch.failures[index] = _failure(exc, options)
+                batch.failures[index] = item_failure(exc, options)
             values.append(value)
         batch.indices = calls.indices()
         return
@@ -191,7 +193,7 @@ def _call_each(func, calls, options, batch, sink):
             value = func(*args)
         except (Exception, SystemExit) as exc:
             value = None
-            batch.failures[index] = _failure(exc, options)
+            batch.failures[index] = item_failure(exc, options)
         indices.append(index)
         values.append(value)
 
@@ -217,24 +219,9 @@ def _call_limited(func, index, args, options, batch):
         with time_limit(options.timeout, options.watchdog):
             value = func(*args)
     except (Exception, SystemExit) as exc:
-        batch.failures[index] = _failure(exc, options)
+        batch.failures[index] = item_failure(exc, options)
     finally:
         if options.seed is not None:
             seeding.end_item()
     batch.indices.append(index)
     batch.values.append(value)
-
-
-def _failure(exc, options):
-    """(exception, traceback frames) for an item that raised ``exc``; the
-    exception is packed in ``Batch.__reduce__``."""
-    if isinstance(exc, SystemExit):
-        return ItemExitError(f"the item called sys.exit({exc.code!r})"), frames_of(exc)
-    if isinstance(exc, TimeLimitReached) and options.timeout is not None:
-        error = ItemTimeoutError(
-            f"the item ran longer than its {options.timeout:g} s time limit")
-        frames = frames_of(exc)
-        while frames and frames[-1][0] == time_limits.__file__:  # the alarm's handler
-            frames.pop()
-        return error, frames
-    return exc, frames_of(exc)

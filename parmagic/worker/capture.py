@@ -9,15 +9,22 @@ A chunk of items installs one ``Sink`` for its thread and only moves the
 sink's ``index`` from item to item: tiny items pay one attribute store for
 capture, not a capture object each.
 
+The items of an ``async def`` function run side by side in one thread, so
+each of their tasks says where its writes go in a context variable
+(``item_outputs``), which the routers look at first.
+
 Only Python-level writes are captured: output written straight to file
 descriptor 1 or 2 (C extensions, ``os.system``) goes where it always went.
 """
 
 import contextlib
+import contextvars
 import sys
 import threading
 
 _local = threading.local()
+# (outputs, index) for the async item whose task runs now: see async_calls
+item_outputs = contextvars.ContextVar("parmagic_item_outputs", default=None)
 _install_lock = threading.RLock()
 _routing_runs = 0  # runs in this process whose items run in its threads
 _restore_after = False  # whether the first of them installed the routers
@@ -32,10 +39,14 @@ class _Router:
         self.original = original
 
     def write(self, text):
-        sink = getattr(_local, "sink", None)
-        if sink is None:
-            return self.original.write(text)
-        outputs, index = sink.outputs, sink.index
+        target = item_outputs.get()
+        if target is None:
+            sink = getattr(_local, "sink", None)
+            if sink is None:
+                return self.original.write(text)
+            outputs, index = sink.outputs, sink.index
+        else:
+            outputs, index = target
         parts = outputs.get(index)
         if parts is None:
             parts = outputs[index] = []
@@ -43,7 +54,7 @@ class _Router:
         return len(text)
 
     def flush(self):
-        if getattr(_local, "sink", None) is None:
+        if getattr(_local, "sink", None) is None and item_outputs.get() is None:
             self.original.flush()
 
     def __getattr__(self, name):  # encoding, fileno, isatty, ...
