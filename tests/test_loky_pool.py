@@ -95,3 +95,17 @@ def test_the_warm_pool_stops_after_its_idle_timeout_and_the_next_run_starts_anot
         until(lambda: not any(psutil.pid_exists(pid) for pid in first),
               "the idle workers to stop")
         assert pids().isdisjoint(first)
+
+
+def test_shutting_down_while_the_warm_up_starts_the_pool_leaves_no_worker():
+    from processes import worker_processes
+
+    from parmagic import shutdown_workers
+    from parmagic.engine import warmup
+
+    shutdown_pools()
+    warming = warmup.start(2)  # as %load_ext does, in the background
+    shutdown_workers()
+    warming.join(timeout=60)  # what it started, it started before the shutdown
+    _, alive = psutil.wait_procs(worker_processes(), timeout=20)
+    assert not alive

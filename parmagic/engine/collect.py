@@ -30,8 +30,9 @@ class Collector:
     """Consumes one run's outcome stream into ``record``."""
 
     def __init__(self, record, inputs, func, check, on_error, bar, items_run_here,
-                 cache=None, cancel=None, retries=None, init=None):
+                 cache=None, cancel=None, retries=None, init=None, until=None):
         self.record = record
+        self.until = until  # PRED: stop once a result satisfies it (--until)
         self.inputs = inputs
         self.func = func
         self.init = init  # SETUP (init=), or None
@@ -59,7 +60,7 @@ class Collector:
                 raise first
             if self.record.errors:
                 raise self._group()
-            status = "done"
+            status = "done" if self.record.stopped_by is None else "stopped"
         except KeyboardInterrupt as interrupt:
             status = "cancelled" if isinstance(interrupt, RunCancelled) else "interrupted"
             self._stop(stream, grace=0)
@@ -83,11 +84,16 @@ class Collector:
         note, once the items already running have had a moment to finish."""
         # joblib.Parallel's path has none: its workers retry (retries.py)
         self.resubmit = getattr(stream, "resubmit", None)
+        if self.until is not None:
+            calls = self._until_stopped(calls)
         with contextlib.closing(stream.outcomes(calls)) as batches:
             for batch in batches:
                 failure = self._store(batch)
                 if self.cancel is not None and self.cancel.is_set():
                     raise RunCancelled()
+                if self.record.stopped_by is not None:  # --until: what runs is stopped
+                    self._stop(stream, grace=0)
+                    return None
                 if failure is not None and (self.on_error == "raise"
                                             or setup_failed(failure[2])):
                     self._stop(stream, grace=STOP_GRACE)
@@ -97,6 +103,31 @@ class Collector:
                         return error
                     return self._first_failure()
         return None
+
+    def _until_stopped(self, calls):
+        """``calls`` until a result satisfied ``until`` (one from the cache
+        too: those are stored as the calls are read)."""
+        for call in calls:
+            if self.record.stopped_by is not None:
+                return
+            yield call
+
+    def _check_until(self, batch):
+        """Note in the record the lowest item of ``batch`` whose result
+        satisfies ``until``."""
+        failures = batch.failures
+        for index, value in sorted(zip(batch.indices, batch.values), key=lambda pair: pair[0]):
+            if index in failures:
+                continue
+            try:
+                satisfied = self.until(value)
+            except Exception as exc:
+                exc.add_note(f"parmagic: until ({_name(self.until)}) raised on item "
+                             f"{index}'s result; the run stopped there")
+                raise
+            if satisfied:
+                self.record.stopped_by = index
+                return
 
     def _first_failure(self):
         """The exception of the lowest failed item, with its note: the one a
@@ -141,6 +172,8 @@ class Collector:
         for index in sorted(batch.failures):
             error = self._item_error(index, items[index], *batch.failures[index])
             failure = failure or (index, items[index], error)
+        if self.until is not None and self.record.stopped_by is None:
+            self._check_until(batch)
         self.bar.update(len(batch) - len(batch.failures), len(batch.failures))
         if self.output.waiting:
             self.output.flush_ready(record)
@@ -245,3 +278,7 @@ class OrderedOutput:
         """At the end of the run: what is left, still in item order."""
         for index in sorted(self.waiting):
             self.write(self.waiting.pop(index))
+
+
+def _name(func):
+    return getattr(func, "__qualname__", None) or repr(func)

@@ -57,6 +57,7 @@ def pmap(
     seed=None,
     max_memory=None,
     max_tasks_per_worker=None,
+    until=None,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -157,6 +158,13 @@ def pmap(
         leak memory or other resources; no chunk is larger than it. Each
         replacement costs a worker's start-up time. None: workers are kept.
         Loky workers only (the default backend).
+    until : callable, default None
+        PRED: stop the run as soon as a result satisfies ``PRED(result)``:
+        the items running are stopped and the rest are not started. The
+        results that finished are returned, with ``parmagic.NOT_COMPUTED``
+        for the others; the run record's ``stopped_by`` is the index of the
+        item whose result satisfied it (the lowest, when several came at
+        once), and its status is "stopped".
 
     Returns
     -------
@@ -190,6 +198,7 @@ def pmap(
         seed=seed,
         max_memory=max_memory,
         max_tasks_per_worker=max_tasks_per_worker,
+        until=until,
     )
     return record.results
 
@@ -214,6 +223,7 @@ def run(
     seed=None,
     max_memory=None,
     max_tasks_per_worker=None,
+    until=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -236,6 +246,7 @@ def run(
     func_label, *iterable_labels = labels or default_labels(len(iterables))
     check_inputs(func, iterables, star, func_label, iterable_labels)
     _check_init(init)
+    _check_until(until)
     seed = _check_seed(seed)
     limits = worker_limits.checked(max_memory, max_tasks_per_worker)
     settings = check_settings(
@@ -302,6 +313,7 @@ def run(
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
         results, cancel, retry_policy if retry_policy.retries else None, init=init,
+        until=until,
     )
     if results is not None:
         calls = cached_calls(calls, results, collector.store_cached)
@@ -466,6 +478,13 @@ def _check_init(init):
             f"SETUP (init) must be a function to call in each worker, not "
             f"{type(init).__name__} {short_repr(init)}"
         )
+
+
+def _check_until(until):
+    if until is not None and not callable(until):
+        raise ParmagicInputError(
+            f"until must be a function that takes a result and says whether to stop "
+            f"(e.g. lambda r: r > 0.99), not {type(until).__name__} {short_repr(until)}")
 
 
 def _runs_on_event_loop(func, settings, seed):

@@ -111,6 +111,7 @@ class ParallelRun:
             with warnings.catch_warnings():
                 # joblib counts the tasks it drops; the record says what ran
                 warnings.filterwarnings("ignore", message=r".*tasks have been successfully")
+                warnings.filterwarnings("ignore", message=r".*tasks which were still being")
                 self._results.close()
         return []
 

@@ -1,5 +1,6 @@
 """Stopping the worker pool on request (e.g. at the end of a test suite)."""
 
+from parmagic.engine import warmup
 from parmagic.engine.cluster import close_clients
 from parmagic.engine.warm_pool import shutdown_pools
 
@@ -11,7 +12,10 @@ def shutdown_workers(kill=False):
     instead of waiting for their current task; the pools of background runs
     still going are always killed (those runs fail as crashed). Connections
     parmagic opened to dask schedulers (``--scheduler``) are closed too; the
-    clusters and the notebook's own clients are left alone.
+    clusters and the notebook's own clients are left alone. A warm-up still
+    starting the pool (``%load_ext``) is waited for first, or its workers
+    would start after this and be left running.
     """
+    warmup.wait()
     shutdown_pools(kill)
     close_clients()

@@ -68,6 +68,11 @@ def _shared_options(magic):
             "sequential), e.g. to load a model: the globals it assigns with "
             "`global` are visible to FUNC there, and the notebook's stay as "
             "they are. If SETUP raises, the run stops with its exception.")),
+        argument("--until", metavar="PRED", help=(
+            "Stop the run as soon as a result satisfies PRED(result) (an "
+            "expression, e.g. 'lambda r: r > 0.99'): the items running are "
+            "stopped, the rest not started; finished results are kept, the "
+            "others are NOT_COMPUTED, and _parmap.stopped_by names the item.")),
         argument("--retries", type=int, metavar="N", help=(
             "Run an item that fails up to N more times: one that raises, "
             "passes its time limit, or whose worker process died (again on a "
@@ -273,6 +278,7 @@ class ParMagic(Magics):
             In [16]: %pmap --init load_model predict images  # load_model() once per worker
             In [17]: %pmap --seed 0 simulate range(100)   # the same numbers every time
             In [18]: %pmap -n 20 fetch_async urls   # async def: 20 in flight on an event loop
+            In [19]: %pmap --until "lambda r: r.ok" try_params grid   # stop at the first hit
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -329,7 +335,7 @@ class ParMagic(Magics):
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
         --progress, --no-progress, --cache, --bg, -t/--time, --no-warn,
-        --init, --retries, --retry-on, --seed, --max-memory and
+        --init, --until, --retries, --retry-on, --seed, --max-memory and
         --max-tasks-per-worker.
         """
         __tracebackhide__ = True
@@ -418,6 +424,7 @@ class ParMagic(Magics):
                                             self.max_tasks_per_worker),
             # evaluated like FUNC, after the cell has run (it may define SETUP)
             init=_evaluate(options.init, namespace) if options.init else None,
+            until=_evaluate(_unquoted(options.until), namespace) if options.until else None,
             # names of classes the cell defines are found once it has run
             retry_on=retrying.exception_classes(options.retry_on, namespace)
             if options.retry_on else None,
@@ -480,6 +487,14 @@ def _parsed_options(parser, magic_name, line):
         line, takes_value, is_option=parser._option_string_actions.__contains__,
         magic=f"{'%%' if magic_name == 'parmap' else '%'}{magic_name}")
     return parser.parse_args(words), rest  # errors are UsageErrors already
+
+
+def _unquoted(source):
+    """An option's expression without the quotes that keep its spaces
+    together (``--until "lambda r: r > 0.99"``)."""
+    if len(source) >= 2 and source[0] == source[-1] and source[0] in "'\"":
+        return source[1:-1]
+    return source
 
 
 def _first_set(*values):

@@ -83,6 +83,7 @@ class ParmapRecord:
         self.results = []
         self.errors = {}
         self.retried = {}
+        self.stopped_by = None  # until=: the item whose result stopped the run
         self.status = "running"
         self.wall_time = None
         self.cpu_time = 0.0
@@ -199,7 +200,13 @@ class ParmapRecord:
             ("time", f"wall {wall}, worker CPU {self.cpu_time:.3f} s"),
             ("output", f"{n_printed} item{'s' if n_printed != 1 else ''} printed "
                        "something (see .outputs)"),
-        ] + changed + self._retry_facts()
+        ] + changed + self._retry_facts() + self._stop_facts()
+
+    def _stop_facts(self):
+        if self.stopped_by is None:
+            return []
+        return [("stopped by", f"item {self.stopped_by}, whose result satisfied until "
+                               "(items not finished by then were stopped or not started)")]
 
     def _fewer_workers(self):
         if self.workers is None or self.n_jobs is None or self.workers >= self.n_jobs:
@@ -270,5 +277,6 @@ _STATUS_COLOURS = {
     "failed": "#c62828",
     "interrupted": "#ef6c00",
     "cancelled": "#ef6c00",
+    "stopped": "#2e7d32",
     "running": "#1565c0",
 }
