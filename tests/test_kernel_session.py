@@ -53,3 +53,16 @@ def test_item_error_names_the_item_and_keeps_results(kernel):
     finished = int(shown.split()[-1])
     assert shown == f"<not computed> [2] {finished}\n"
     assert f"{finished} of 4 results had finished" in traceback
+
+
+def test_items_log_records_show_in_the_cell_as_a_loop_would_show_them(kernel):
+    kernel.text("import logging\nlogging.basicConfig(level=logging.INFO, force=True)\n"
+                "def noisy(x):\n    logging.getLogger('work').info('step %d', x)\n"
+                "    print('done', x)\n    return x\n")
+    reply, outputs = kernel.execute("%pmap -n 2 --batch-size 1 --no-progress noisy range(3)")
+    assert reply["status"] == "ok"
+    shown = [(kind, text) for kind, text in outputs if kind in ("stdout", "stderr")]
+    assert "".join(text for kind, text in shown if kind == "stderr") == "".join(
+        f"INFO:work:step {x}\n" for x in range(3))
+    assert "".join(text for kind, text in shown if kind == "stdout") == "".join(
+        f"done {x}\n" for x in range(3))

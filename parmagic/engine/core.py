@@ -30,7 +30,7 @@ from parmagic.engine.worker_limits import WorkerLimits
 from parmagic.guard.mutation import MutationCheck
 from parmagic.runs.background import BackgroundRun
 from parmagic.runs.report import ParmapRecord
-from parmagic.worker import present, seeding
+from parmagic.worker import log_capture, present, seeding
 from parmagic.worker.async_calls import is_async
 from parmagic.worker.calls import CallOptions, inside_item
 from parmagic.worker.setup import Setup
@@ -289,7 +289,9 @@ def run(
     options = CallOptions(check.active, switches.capture_output, settings["timeout"],
                           CallOptions.force_watchdog, seed=seed,
                           reuse_kept_function=switches.pickle_reuse,
-                          batch_scheduling=switches.batch_scheduling)
+                          batch_scheduling=switches.batch_scheduling,
+                          log_levels=(log_capture.notebook_levels()
+                                      if isolation == "processes" else None))
     if seed is not None and isolation == "threads":
         warnings.warn(
             "seed: the threads of one process share numpy's and random's global "

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from parmagic.worker import async_calls, fresh_modules, seeding
+from parmagic.worker import async_calls, fresh_modules, log_capture, seeding
 from parmagic.worker.async_calls import is_async
 from parmagic.worker.batch import Batch
 from parmagic.worker.capture import Sink, start_capture, stop_capture
@@ -41,6 +41,9 @@ class CallOptions(NamedTuple):
     # kept from the last run (``kept_runs``), run as SCHED_BATCH (``process``).
     reuse_kept_function: bool = True
     batch_scheduling: bool = True
+    # In worker processes: the notebook's logger levels, at which items'
+    # log records are kept with their output (``log_capture``); None: not.
+    log_levels: tuple = None
 
     # What ``engine.run`` passes as ``watchdog``. Tests set it to True to
     # take, on Linux, the path of platforms without SIGALRM.
@@ -75,6 +78,8 @@ def run_calls(func, calls, options=CallOptions(), kept=None):
     batch = Batch()
     if options.capture:
         install_routers()
+        if options.log_levels is not None:
+            log_capture.keep_records(options.log_levels)
         token, sink = start_capture(batch.outputs)
     else:
         token, sink = None, Sink({})  # moved along, never installed

@@ -19,8 +19,12 @@ descriptor 1 or 2 (C extensions, ``os.system``) goes where it always went.
 
 import contextlib
 import contextvars
+import logging
 import sys
 import threading
+
+# The part of an item's output that is a log record, not text (log_capture).
+LOG = "log"
 
 _local = threading.local()
 # (outputs, index) for the async item whose task runs now: see async_calls
@@ -127,14 +131,38 @@ def stop_capture(token):
     _local.sink = token
 
 
+def current_item():
+    """``(outputs, index)`` of the item running in this thread (or task)
+    whose output is captured, or None."""
+    target = item_outputs.get()
+    if target is not None:
+        return target
+    sink = getattr(_local, "sink", None)
+    if sink is None or sink.index is None:
+        return None
+    return sink.outputs, sink.index
+
+
 def joined(parts):
-    """The captured text as the user would have seen it."""
-    return "".join(text for _, text in parts) if parts else ""
+    """The captured text as the user would have seen it (log records in
+    logging's basic format)."""
+    if not parts:
+        return ""
+    return "".join(_LOG_TEXT.format(text) + "\n" if name == LOG else text
+                   for name, text in parts)
+
+
+_LOG_TEXT = logging.Formatter(logging.BASIC_FORMAT)
 
 
 def replay(parts):
-    """Write captured parts to the current ``sys.stdout``/``sys.stderr``."""
+    """Write captured parts to the current ``sys.stdout``/``sys.stderr``;
+    a log record goes to this process's logger of its name, whose
+    handlers show it (or not) as they would have in a serial loop."""
     for name, text in parts:
-        getattr(sys, name).write(text)
-    for name in {name for name, _ in parts}:
+        if name == LOG:
+            logging.getLogger(text.name).handle(text)
+        else:
+            getattr(sys, name).write(text)
+    for name in {name for name, _ in parts} - {LOG}:
         getattr(sys, name).flush()
