@@ -30,8 +30,12 @@ class Collector:
     """Consumes one run's outcome stream into ``record``."""
 
     def __init__(self, record, inputs, func, check, on_error, bar, items_run_here,
-                 cache=None, cancel=None, retries=None, init=None, until=None):
+                 cache=None, cancel=None, retries=None, init=None, until=None,
+                 on_batch=None):
         self.record = record
+        # called with (indices, values, failures) of what each batch finished
+        # (as_iter: the iterator's run thread hands them to the caller)
+        self.on_batch = on_batch
         self.until = until  # PRED: stop once a result satisfies it (--until)
         self.inputs = inputs
         self.func = func
@@ -174,6 +178,8 @@ class Collector:
             failure = failure or (index, items[index], error)
         if self.until is not None and self.record.stopped_by is None:
             self._check_until(batch)
+        if self.on_batch is not None and batch.indices:
+            self.on_batch(batch.indices, batch.values, batch.failures)
         self.bar.update(len(batch) - len(batch.failures), len(batch.failures))
         if self.output.waiting:
             self.output.flush_ready(record)

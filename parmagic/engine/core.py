@@ -26,6 +26,7 @@ from parmagic.engine.dask_run import DaskRun
 from parmagic.engine.inputs import Inputs, check_inputs, default_labels
 from parmagic.engine.parallel_run import ParallelRun
 from parmagic.engine.pool import LokyRun
+from parmagic.engine.result_iterator import ResultIterator
 from parmagic.engine.worker_limits import WorkerLimits
 from parmagic.guard.mutation import MutationCheck
 from parmagic.runs.background import BackgroundRun
@@ -58,6 +59,8 @@ def pmap(
     max_memory=None,
     max_tasks_per_worker=None,
     until=None,
+    as_iter=False,
+    unordered=False,
 ):
     """Map ``func`` over ``iterables`` on worker processes; return a list.
 
@@ -165,11 +168,24 @@ def pmap(
         for the others; the run record's ``stopped_by`` is the index of the
         item whose result satisfied it (the lowest, when several came at
         once), and its status is "stopped".
+    as_iter : bool, default False
+        Return an iterator over the results instead of a list: it yields
+        each result, in input order, as soon as it and those before it are
+        ready, while the run goes on in a thread. At most 128 finished
+        results wait to be taken; then the run pauses until you take some.
+        Leaving the loop early stops the run; the iterator's ``record`` has
+        what finished. A failing item raises its exception where the loop
+        reaches it (``on_error="raise"``), or is left out and raised with
+        the others at the end (``"collect"``).
+    unordered : bool, default False
+        With or without ``as_iter``: iterate over ``(index, result)`` pairs
+        in the order the items finish.
 
     Returns
     -------
     list
-        ``func``'s results, in input order.
+        ``func``'s results, in input order (an iterator with ``as_iter``
+        or ``unordered``).
 
     Examples
     --------
@@ -178,6 +194,10 @@ def pmap(
     >>> pmap(pow, range(4), [2] * 4, n_jobs=2)
     [0, 1, 4, 9]
     """
+    if as_iter or unordered:
+        options = {name: value for name, value in locals().items()
+                   if name not in ("func", "iterables", "as_iter", "unordered")}
+        return iterate(func, iterables, unordered=unordered, **options)
     __tracebackhide__ = True
     record = run(
         func,
@@ -224,6 +244,7 @@ def run(
     max_memory=None,
     max_tasks_per_worker=None,
     until=None,
+    on_batch=None,
     labels=None,
     func_source=None,
     on_start=None,
@@ -315,7 +336,7 @@ def run(
     collector = Collector(
         record, inputs, func, check, settings["on_error"], bar, isolation != "processes",
         results, cancel, retry_policy if retry_policy.retries else None, init=init,
-        until=until,
+        until=until, on_batch=on_batch,
     )
     if results is not None:
         calls = cached_calls(calls, results, collector.store_cached)
@@ -399,6 +420,17 @@ def _stream(parallel, n_jobs, workers, settings, func, options, n_items, func_la
                            by_value=internals.pickles_by_name(parallel))
     stream.cancel = cancel  # also seen while waiting for a chunk
     return stream
+
+
+def iterate(func, iterables, *, unordered=False, progress=False, **options):
+    """A :class:`ResultIterator` over ``run(func, iterables, **options)``
+    (``pmap``'s ``as_iter`` and ``unordered``). A progress bar is shown only
+    when asked for: the run goes on while other cells run."""
+    def start_run(on_start, on_batch, cancel):
+        return run(func, iterables, on_start=on_start, on_batch=on_batch, cancel=cancel,
+                   progress=progress if progress is True else False, **options)
+
+    return ResultIterator(start_run, unordered, options.get("on_error", "raise"))
 
 
 def start(func, *iterables, on_done=None, on_end=None, **options):

@@ -114,6 +114,14 @@ def _shared_options(magic):
             "of the same function on the same items (after an interrupt, a "
             "crash or a kernel restart) computes only what is missing. "
             "Default: ParMagic.cache_dir (none).")),
+        argument("--iter", action="store_true", help=(
+            "Return an iterator over the results instead of a list: each in "
+            "input order as soon as it and those before it are ready, while the "
+            "run goes on (at most 128 waiting; then it pauses). Leaving the loop "
+            "early stops the run; _parmap has what finished.")),
+        argument("--unordered", action="store_true", help=(
+            "Like --iter, but yield (index, result) pairs in the order the items "
+            "finish.")),
         argument("--bg", action="store_true", help=(
             "Run in the background and return a handle at once (also _parmap): "
             "its repr shows live progress; .wait(), .result() (raises the "
@@ -279,6 +287,7 @@ class ParMagic(Magics):
             In [17]: %pmap --seed 0 simulate range(100)   # the same numbers every time
             In [18]: %pmap -n 20 fetch_async urls   # async def: 20 in flight on an event loop
             In [19]: %pmap --until "lambda r: r.ok" try_params grid   # stop at the first hit
+            In [20]: fits = %pmap --iter fit params   # then: for fit in fits: ...
 
         FUNC and each ITERABLE are separated by spaces, so an expression that
         contains spaces needs brackets, or use commas throughout:
@@ -334,7 +343,8 @@ class ParMagic(Magics):
 
         The options are those of ``%pmap`` (see ``%pmap?``): -n, -b,
         --scheduler, -o, --star, --batch-size, --timeout, --on-error,
-        --progress, --no-progress, --cache, --bg, -t/--time, --no-warn,
+        --progress, --no-progress, --cache, --iter, --unordered, --bg,
+        -t/--time, --no-warn,
         --init, --until, --retries, --retry-on, --seed, --max-memory and
         --max-tasks-per-worker.
         """
@@ -431,6 +441,8 @@ class ParMagic(Magics):
             labels=labels,
             func_source=func_src,
         )
+        if options.iter or options.unordered:
+            return self._iterate(options, func, iterables, options_for_run)
         if options.bg:
             return self._start_in_background(options, func, iterables, options_for_run)
         started = []
@@ -447,6 +459,21 @@ class ParMagic(Magics):
         if options.out:
             user_ns[options.out] = record.results
         return record.results
+
+    def _iterate(self, options, func, iterables, options_for_run):
+        """``--iter``/``--unordered``: the iterator is the magic's value; the
+        run's record is ``_parmap`` from its start."""
+        clashing = [flag for flag, given in (("--bg", options.bg), ("-o", options.out),
+                                             ("-t", options.time)) if given]
+        if clashing:
+            raise ParmagicInputError(
+                f"--iter and --unordered give the results one by one, so {clashing[0]} "
+                "cannot be used with them: loop over the iterator (its record, "
+                "_parmap, has the results and .timing() once it is done)")
+        results = engine.iterate(func, iterables, unordered=options.unordered,
+                                 **options_for_run)
+        self.shell.user_ns["_parmap"] = results.record
+        return results
 
     def _start_in_background(self, options, func, iterables, options_for_run):
         """``--bg``: the handle is the cell's value and ``_parmap``; ``-o``
