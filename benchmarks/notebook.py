@@ -12,6 +12,7 @@ import time
 N_JOBS = 2
 
 FUNCTIONS = '''
+import time
 import numpy as np
 import pandas as pd
 
@@ -30,6 +31,10 @@ def array_sum(array):
 def read_big(i):
     return float(BIG.sum()) + i
 
+def sleep20(x):
+    time.sleep(0.02)
+    return x
+
 def read_frame(i):
     return float(FRAME["a"].sum() + FRAME["b"].sum() + FRAME["c"].sum()
                  + FRAME["d"].sum()) + i
@@ -40,6 +45,7 @@ TINY4 = list(range(4))
 TINY10K = list(range(10_000))
 TINY1M = list(range(1_000_000))
 EIGHT = list(range(8))
+THOUSAND = list(range(1000))
 ARRAYS = [np.full(1 << 20, float(i)) for i in range(8)]          # 8 x 8 MiB
 BIG = np.arange(25 << 20, dtype=np.float64)                       # 200 MiB
 _rows = 7_000_000                                                 # ~203 MB
@@ -99,3 +105,8 @@ class Notebook:
     def pmap_magic(self, func_name, items_source, size=None):
         """``%pmap -n 2 FUNC ITEMS``, typed in the notebook."""
         return self.shell.run_line_magic("pmap", f"-n {N_JOBS} {func_name} {items_source}")
+
+    def pmap_magic_iter(self, func_name, items_source, size=None):
+        """``%pmap --iter -n 2 FUNC ITEMS``: an iterator over the results."""
+        return self.shell.run_line_magic(
+            "pmap", f"--iter -n {N_JOBS} {func_name} {items_source}")

@@ -80,6 +80,29 @@ class Peers:
         func, items = self._get(func_name, items_source)
         return parmagic.pmap(func, items, n_jobs=N_JOBS)  # every default on
 
+    def first_tools(self):
+        """Each tool's way to take results one by one as they come: a
+        function returning an iterator over them (the serial loop's is
+        ``map``). Imap-style calls send every item at once."""
+        return {
+            SERIAL: lambda func_name, items_source, size: map(*self._get(func_name, items_source)),
+            "joblib": self.joblib_iter,
+            "mp.Pool (fork)": lambda func_name, items_source, size: self.mp_pool.imap(
+                *self._get(func_name, items_source)),
+            "ProcessPoolExecutor (fork)": lambda func_name, items_source, size: self.executor.map(
+                *self._get(func_name, items_source)),
+            "mpire": lambda func_name, items_source, size: self.mpire.imap(
+                *self._get(func_name, items_source), iterable_len=size, progress_bar=False),
+            "parmagic.pmap": lambda func_name, items_source, size: parmagic.pmap(
+                *self._get(func_name, items_source), n_jobs=N_JOBS, as_iter=True),
+            "%pmap": self.notebook.pmap_magic_iter,
+        }
+
+    def joblib_iter(self, func_name, items_source, size=None):
+        func, items = self._get(func_name, items_source)
+        return joblib.Parallel(n_jobs=N_JOBS, return_as="generator")(
+            joblib.delayed(func)(item) for item in items)
+
     def close(self):
         self.mp_pool.terminate()
         self.executor.shutdown(cancel_futures=True)

@@ -10,6 +10,7 @@ table and writes benchmarks/RESULTS.md. ``BENCH_REPEATS=1`` for a quick try;
 those words, prints them and writes nothing.
 """
 
+import collections
 import contextlib
 import os
 import statistics
@@ -48,6 +49,9 @@ class Case:
     # peers over 3x the best peer's time in the first round run only once:
     # they cannot be the best peer, and a 10**6-item round of them takes 20 s
     trim_slow_peers: bool = False
+    # timed to the first result of each tool's iterator (a pool's others are
+    # taken, untimed, so that it is idle again before the next tool)
+    first_result: bool = False
 
     @property
     def n_repeats(self):
@@ -67,6 +71,8 @@ CASES = [
     Case("200 MB numpy global, 8 items, unchanged (repeated call)", "ms",
          "read_big", "EIGHT", 8, 5),
     Case("~200 MB DataFrame global, 8 items, unchanged", "ms", "read_frame", "EIGHT", 8, 2),
+    Case("time to the first result of 1,000 items of 20 ms", "ms", "sleep20", "THOUSAND",
+         1000, 3, first_result=True),
     # last: a fork pool sees stale data from here on
     Case("200 MB numpy global, 8 items, after `BIG += 1`", "ms", "read_big", "EIGHT", 8, 4,
          before_each="BIG += 1", expect="[float(BIG.sum()) + i for i in EIGHT]"),
@@ -91,7 +97,15 @@ def interleaved_medians(notebook, tools, case):
                 expected = notebook.evaluate(case.expect)
             started = time.perf_counter()
             result = tools[tool](case.func, case.items, case.size)
-            elapsed = time.perf_counter() - started
+            if case.first_result:  # the first results are compared
+                result = iter(result)
+                first = next(result)
+                elapsed = time.perf_counter() - started
+                if tool != SERIAL:  # (a map stops here; a pool must be idle again)
+                    collections.deque(result, maxlen=0)
+                result = [first]
+            else:
+                elapsed = time.perf_counter() - started
             result = list(result)
             expected = result if tool == SERIAL and not case.expect else expected
             correct[tool] = correct.get(tool, True) and result == expected
@@ -128,7 +142,7 @@ def generator_memory(notebook):
     return peaks
 
 
-def measure_warm(notebook, tools):
+def measure_warm(notebook, tools, first_tools):
     table, correct, once = {}, {}, {}
     for case in CASES:
         if ONLY and not any(word in case.name.lower() for word in ONLY):
@@ -136,7 +150,7 @@ def measure_warm(notebook, tools):
         started = time.perf_counter()
         with quiet():
             table[case.name], correct[case.name], once[case.name] = interleaved_medians(
-                notebook, tools, case)
+                notebook, first_tools if case.first_result else tools, case)
         print(f"  {case.name} ({time.perf_counter() - started:.0f} s)", flush=True)
         for tool, seconds in table[case.name].items():
             flag = "" if correct[case.name][tool] else "  (wrong or stale results)"
@@ -162,7 +176,7 @@ def main():
     try:
         tools = peers.tools()
         print(f"warm runs ({len(tools)} tools):", flush=True)
-        table, correct, once = measure_warm(notebook, tools)
+        table, correct, once = measure_warm(notebook, tools, peers.first_tools())
         if ONLY:
             return
         memory_started = time.perf_counter()
