@@ -138,3 +138,15 @@ def test_the_magic_refuses_what_needs_a_list(shell):
 
     with pytest.raises(UsageError, match="-o cannot be used"):
         shell.run_line_magic("pmap", "--iter -o out abs range(3)")
+
+
+@pytest.mark.timeout(60)
+def test_an_iterator_dropped_unfinished_stops_its_run():
+    import gc
+
+    results = pmap(abs, Counted(10_000_000), n_jobs=2, as_iter=True)
+    assert next(results) == 0
+    record = results.record
+    del results
+    gc.collect()
+    until(lambda: record.status == "cancelled", "the dropped iterator's run to stop")
