@@ -1,15 +1,25 @@
-"""``%pmap --iter`` in a live kernel: the iterator is taken across cells,
-each result as it comes, and leaving the loop early stops the run."""
+"""``--iter`` and ``--until`` in a live kernel: an iterator taken across
+cells, a loop left early that stops the run, and a run that stops at the
+first result that satisfies a predicate."""
 
 import pytest
 from kernel import parmagic_kernel
+
+SETUP = """
+import time
+def slow(x):
+    time.sleep(0.05)
+    return x * 2
+def search(x):
+    time.sleep(0.05 if x <= 3 else 60)
+    return x * x
+"""
 
 
 @pytest.fixture(scope="module")
 def kernel():
     with parmagic_kernel() as live:
-        live.text("import time\ndef slow(x):\n    time.sleep(0.05)\n"
-                  "    return x * 2\n")
+        live.text(SETUP)
         yield live
 
 
@@ -27,3 +37,13 @@ def test_leaving_the_loop_stops_the_run(kernel):
                         "results.close()\nprint(_parmap.status, _parmap.results[:3])")
     assert shown.endswith("cancelled [0, 2, 4]\n")
     assert kernel.text("%pmap -n 2 --no-progress abs [-3]").strip() == "[3]"
+
+
+@pytest.mark.timeout(120)
+def test_until_stops_the_run_at_the_first_hit_and_the_kernel_goes_on(kernel):
+    reply, outputs = kernel.execute(
+        "%pmap -n 2 --batch-size 1 --no-progress --until 'lambda r: r == 9' search range(40)")
+    assert reply["status"] == "ok", outputs
+    assert outputs[-1][0] == "execute_result" and "9, <not computed>" in outputs[-1][1]
+    assert kernel.text("print(_parmap.status, _parmap.stopped_by)") == "stopped 3\n"
+    assert kernel.text("%pmap -n 2 --no-progress abs [-5]").strip() == "[5]"
