@@ -160,3 +160,19 @@ def test_a_background_run_gives_its_result_and_can_be_cancelled():
 def test_a_seed_is_refused_with_what_to_do():
     with pytest.raises(ParmagicInputError, match="seed.*async"):
         pmap(double, range(3), seed=1)
+
+
+class CallsWithAFuncAttribute:
+    """A plain callable that happens to hold an async function."""
+
+    func = double
+
+    def __call__(self, x):
+        return x + 1
+
+
+def test_only_async_functions_and_partials_of_them_are_awaited():
+    import functools
+
+    assert pmap(CallsWithAFuncAttribute(), [1, 2], backend="sequential") == [2, 3]
+    assert pmap(functools.partial(double), [1, 2]) == [2, 4]

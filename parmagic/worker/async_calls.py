@@ -14,13 +14,14 @@ import threading
 from parmagic.common.errors import ItemTimeoutError
 from parmagic.worker import capture
 from parmagic.worker.failures import item_failure
+from parmagic.worker.setup import Setup
 from parmagic.worker.tracebacks import frames_of
 
 
 def is_async(func):
     """Whether calling ``func`` gives a coroutine to await (an ``async def``
     function, also behind ``functools.partial`` or ``--init``'s Setup)."""
-    return inspect.iscoroutinefunction(getattr(func, "func", func))
+    return inspect.iscoroutinefunction(func.func if isinstance(func, Setup) else func)
 
 
 async def call_item(func, index, args, options, outputs):
