@@ -34,8 +34,9 @@ class Kernel:
     def process(self):
         return psutil.Process(self.manager.provisioner.process.pid)
 
-    def execute(self, code, timeout=60):
+    def execute(self, code, timeout=60, on_output=None):
         """Run ``code``; return (reply content, list of (kind, text) outputs).
+        ``on_output`` is called with each (kind, text) as it comes.
 
         An error gives two outputs: "error" (``Name: value``) and
         "traceback" (the traceback as the user reads it, without colours).
@@ -59,6 +60,8 @@ class Kernel:
             elif kind == "error":
                 outputs.append(("error", f"{content['ename']}: {content['evalue']}"))
                 outputs.append(("traceback", shown_traceback(content)))
+            if on_output is not None and outputs:
+                on_output(*outputs[-1])
 
         reply = self.client.execute_interactive(code, timeout=timeout, output_hook=collect)
         return reply["content"], outputs

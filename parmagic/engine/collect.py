@@ -2,7 +2,9 @@
 the exception the user sees.
 
 Outcomes arrive in any order. Results go into the record at once; captured
-output is printed in item order as soon as every earlier item is done; the
+output is printed in item order as soon as every earlier item is done, the
+first unfinished item's as it prints (on loky's pools, whose workers send
+a running chunk's output ahead of its end: ``worker.live_output``); the
 first failure stops the run (``on_error="raise"``) or all failures are
 raised together at the end (``"collect"``).
 """
@@ -48,7 +50,7 @@ class Collector:
         self.cancel = cancel  # a threading.Event set to stop the run, or None
         self.retries = retries  # a retries.RetryPolicy, or None
         self.resubmit = None  # the stream's, while failed items may go again
-        self.output = OrderedOutput(bar.print)
+        self.output = OrderedOutput(bar.print, record)
         # Samples busy threads for the -t advice, from the first result that
         # comes after _SAMPLE_AFTER seconds: shorter runs pay nothing for it.
         self.load = LoadSampler()
@@ -77,6 +79,8 @@ class Collector:
             self._stop(stream, grace=0)
             self.record.expect(self.inputs.n_read)
             self.output.flush_all()
+            for index, parts in self.output.unended().items():
+                self.record.add_output(index, parts)
             self.bar.close()
             self.record.finish(status)
             self.record.load_samples = self.load.stop()
@@ -133,6 +137,10 @@ class Collector:
                 self.record.stopped_by = index
                 return
 
+    def live_output(self, news):
+        """Running items' new output (a ``live_output.News``), as it comes."""
+        self.output.live(news)
+
     def _first_failure(self):
         """The exception of the lowest failed item, with its note: the one a
         serial loop would have stopped at, whichever failed first here."""
@@ -182,7 +190,7 @@ class Collector:
             self.on_batch(batch.indices, batch.values, batch.failures)
         self.bar.update(len(batch) - len(batch.failures), len(batch.failures))
         if self.output.waiting:
-            self.output.flush_ready(record)
+            self.output.flush_ready()
         return failure
 
     def _retry_failed(self, batch):
@@ -196,6 +204,7 @@ class Collector:
             error, frames = batch.failures[index]
             text = tracebacks.render(tracebacks.in_notebook(frames, self.func), error)
             self.record.add_failed_attempt(index, self.inputs.item(index), error, text)
+            self.output.forget(index)
         if not isinstance(batch, RetriedAttempt):
             self.resubmit([self.inputs.call_again(index) for index in sorted(again)])
         return without(batch, again)
@@ -261,29 +270,75 @@ class Collector:
 
 
 class OrderedOutput:
-    """Prints each item's captured output in item order: an item's output
-    waits until every earlier item is done, so nothing interleaves."""
+    """Prints each item's captured output in item order, so nothing
+    interleaves: an item's output waits until every earlier item is done.
+    The first unfinished item's output is printed as it comes (``live``),
+    as in a serial loop; a later item's live output waits its turn, and
+    when the item ends only the rest of its output is printed."""
 
-    def __init__(self, write):
+    def __init__(self, write, record):
         self.write = write
-        self.waiting = {}  # index -> parts
+        self.record = record
+        self.waiting = {}  # index -> parts of an item that ended
+        self.early = {}  # index -> live parts not printed yet
+        self.live_parts = {}  # index -> the live parts of an item not ended yet
+        # items whose worker said they ended (their output is all here),
+        # before their chunk's result came
+        self.ended = set()
         self.next_index = 0
 
     def add(self, index, parts):
-        self.waiting[index] = parts
+        if index < self.next_index:  # its turn came as it ended (live)
+            self._write_rest(index, parts)
+        else:
+            self.waiting[index] = parts
 
-    def flush_ready(self, record):
-        while self.waiting:
-            if self.next_index in self.waiting:
-                self.write(self.waiting.pop(self.next_index))
-            elif not record.is_finished(self.next_index):
+    def live(self, news):
+        """More output of running items, and which items ended
+        (a ``live_output.News``)."""
+        for index, parts in news.parts:
+            if index >= self.next_index:
+                self.live_parts.setdefault(index, []).extend(parts)
+                self.early.setdefault(index, []).extend(parts)
+        self.ended.update(index for index in news.ended if index >= self.next_index)
+        self.flush_ready()
+
+    def forget(self, index):
+        """Item ``index`` runs again: its next output starts afresh (what
+        this attempt printed as it ran was printed, if its turn had come)."""
+        self.early.pop(index, None)
+        self.live_parts.pop(index, None)
+
+    def flush_ready(self):
+        while self.waiting or self.early or self.ended:
+            index = self.next_index
+            if index in self.early:
+                self.write(self.early.pop(index))
+            if index in self.waiting:
+                self._write_rest(index, self.waiting.pop(index))
+            elif index in self.ended:
+                self.ended.discard(index)
+            elif not self.record.is_finished(index):
                 return
             self.next_index += 1
 
     def flush_all(self):
         """At the end of the run: what is left, still in item order."""
-        for index in sorted(self.waiting):
-            self.write(self.waiting.pop(index))
+        for index in sorted(self.waiting.keys() | self.early.keys()):
+            if index in self.early:
+                self.write(self.early.pop(index))
+            if index in self.waiting:
+                self._write_rest(index, self.waiting.pop(index))
+
+    def unended(self):
+        """index -> what items that never sent their whole output (stopped,
+        or their worker died) printed as they ran."""
+        return self.live_parts
+
+    def _write_rest(self, index, parts):
+        rest = parts[len(self.live_parts.pop(index, ())):]
+        if rest:
+            self.write(rest)
 
 
 def _name(func):

@@ -338,6 +338,8 @@ def run(
         results, cancel, retry_policy if retry_policy.retries else None, init=init,
         until=until, on_batch=on_batch,
     )
+    if isinstance(stream, LokyRun):  # its workers send what items print as they run
+        stream.pool.on_output = collector.live_output
     if results is not None:
         calls = cached_calls(calls, results, collector.store_cached)
     # items seeded in this process leave the notebook's generators as they were

@@ -49,6 +49,8 @@ class LokyPool:
         self.executor = None  # started with the first submission
         self.channels = None
         self.starts = []
+        # called with running items' new output (live_output.News) as it comes
+        self.on_output = None
 
     def submit(self, task, items=1):
         """Submit ``task`` (a callable that pickles, running ``items``
@@ -56,6 +58,7 @@ class LokyPool:
         if self.channels is None:
             self._start()
             self.channels.max_tasks = self.max_tasks
+            self.channels.on_output = self.on_output
         return self.channels.submit(task, items)
 
     def wait(self, futures, timeout):
@@ -111,7 +114,7 @@ class LokyPool:
             self.starts.append(PoolStart(
                 time.time(), time.perf_counter() - began, 0, stopped=workers))
         elif self.channels.idle():
-            self.channels.max_tasks = None  # this run's limit
+            self.channels.max_tasks = self.channels.on_output = None  # this run's
             self.channels.run_over()
             warm_pool.give_back(self.executor)
         else:  # chunks of this run still out: the next run must not get them

@@ -4,8 +4,11 @@ Each worker runs ``worker_channel.serve``, connected to the notebook by a
 Unix socket (or TCP on the loopback where there is none, as on Windows,
 or where its path would be too long: see ``_socket_folder``): a chunk is
 pickled and written to an idle worker's connection, and its ``Batch`` is
-read back by the thread that waits for it. No thread hands anything over on the way, so a round trip costs about 0.1 ms here,
-against about 1 ms through loky's executor.
+read back by the thread that waits for it. No thread hands anything over
+on the way, so a round trip costs about 0.1 ms here, against about 1 ms
+through loky's executor. Ahead of a long chunk's ``Batch`` come messages
+with what its items printed so far (``worker.live_output``), handed to
+``on_output`` as they are read.
 
 A worker holds at most two chunks, the second only if both are small (a
 quarter of the socket's send buffer each: then writing the second never
@@ -48,6 +51,7 @@ from parmagic.common.joblib_internals import (
 )
 from parmagic.common.polling import readable
 from parmagic.transport.worker_channel import RUN_OVER, TaskFailed, serve
+from parmagic.worker import live_output
 
 # The send buffer asked for on each connection (the system may give less,
 # e.g. macOS's 8 kB default for local sockets is raised by asking).
@@ -127,6 +131,9 @@ class Channels:
         self.waiting = collections.deque()  # (future, data, items) not yet sent
         self.max_tasks = None  # items a worker runs before a fresh one replaces it
         self.retired = 0  # workers replaced for max_tasks
+        # called with each live_output.News of running chunks, as it comes,
+        # in the thread that waits; None: dropped
+        self.on_output = None
 
     def __len__(self):
         return len(self.channels)
@@ -237,6 +244,11 @@ class Channels:
             data = channel.connection.recv_bytes()
         except (EOFError, OSError):
             self._lost(channel)
+            return
+        news = live_output.unpickled(data)
+        if news is not None:  # output of the chunk running there, not its end
+            if self.on_output is not None:
+                self.on_output(news)
             return
         future, _ = channel.in_flight.popleft()
         try:

@@ -7,8 +7,9 @@ threads carry it to whichever worker is free (a round trip of about 1 ms
 instead of 0.1). Crashes are loky's: a dead worker breaks the executor, and
 every chunk in flight fails with loky's message. Two things channels do are
 not done: a worker is not told that a run is over (it lets go of the last
-run's function with the next run's first chunk), and no worker is replaced
-after a number of items (``max_tasks_per_worker`` needs channels).
+run's function with the next run's first chunk), no worker is replaced
+after a number of items (``max_tasks_per_worker`` needs channels), and what
+items print arrives only with their chunk's result, not as they run.
 """
 
 import concurrent.futures
@@ -26,6 +27,7 @@ class ExecutorTasks:
         self.n_workers = n_workers
         self.spawning = spawning  # around a submission, which may start workers
         self.max_tasks = None  # not supported: see worker_limits.checked
+        self.on_output = None  # never called: output comes with each chunk's end
         self.in_flight = set()
 
     def __len__(self):

@@ -8,6 +8,8 @@ notebook (``channels``) and then runs the chunks it receives and sends
 their ``Batch`` back on that one connection, until the notebook closes it.
 loky still starts, watches and stops the process: a worker that dies
 breaks its pool as before, and the notebook sees its connection end.
+While a chunk runs, what its items print goes to the notebook on the same
+connection as it grows (``live_output``).
 """
 
 import os
@@ -21,6 +23,7 @@ from parmagic.common.polling import readable
 from parmagic.data import mappings
 from parmagic.worker import calls, kept_runs
 from parmagic.worker.batch import dumps_batch
+from parmagic.worker.live_output import LiveOutput
 
 # Seconds without a chunk after which a worker counts as idle. Runs that
 # follow each other closely are not kept waiting by its idle work.
@@ -51,8 +54,10 @@ def serve(address, key):
         sock.connect(address)
     connection = Connection(sock.detach())
     calls.next_chunk_waiting = lambda: bool(readable([connection], 0))
+    live = LiveOutput(connection.send_bytes)  # what items print, as they run
+    calls.live_outputs = live.watch
     try:
-        connection.send_bytes(key + os.getpid().to_bytes(8, "little"))
+        live.send(key + os.getpid().to_bytes(8, "little"))
         while True:
             if not connection.poll(_IDLE_AFTER):  # idle: do what the next run would
                 mappings.check_while_idle()
@@ -63,9 +68,10 @@ def serve(address, key):
             if message == RUN_OVER:  # nothing to answer
                 kept_runs.forget_runs()
             else:
-                connection.send_bytes(_run(message))
+                live.send(_run(message))
     finally:
-        calls.next_chunk_waiting = None
+        calls.next_chunk_waiting = calls.live_outputs = None
+        live.close()
         connection.close()
 
 

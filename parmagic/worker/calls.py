@@ -64,23 +64,27 @@ def call_item(func, index, args, options=CallOptions()):
     return run_calls(func, [(index, args)], options)
 
 
-def run_calls(func, calls, options=CallOptions(), kept=None):
+def run_calls(func, calls, options=CallOptions(), kept=None, outputs=None):
     """A ``Batch`` for the ``(index, args)`` calls. The globals are
     fingerprinted once around all the calls (cheap per chunk). ``func`` may
     be a ``Setup``: its SETUP runs first, where it has not run yet.
     ``kept``: the ``kept_runs.KeptRun`` of a worker process that runs several chunks
-    of one run, which also keeps what the fingerprints need."""
+    of one run, which also keeps what the fingerprints need. ``outputs``:
+    what was captured already (index -> parts), which the calls' output
+    goes on from."""
     if isinstance(func, Setup):
         return _run_after_setup(func, calls, options, kept)
     watch, before = _watch_before(func, options, kept)
     clock = _cpu_clock()
     started, cpu_started = time.time(), clock()
-    batch = Batch()
+    batch = Batch(outputs=outputs)
     if options.capture:
         install_routers()
         if options.log_levels is not None:
             log_capture.keep_records(options.log_levels)
         token, sink = start_capture(batch.outputs)
+        if live_outputs is not None and not inside_item():  # sent as it grows
+            live_outputs(batch.outputs, calls, sink)
     else:
         token, sink = None, Sink({})  # moved along, never installed
     _item_state.depth = getattr(_item_state, "depth", 0) + 1
@@ -114,14 +118,13 @@ def _run_after_setup(setup, calls, options, kept):
     first = calls[0][0]
     printed = {}
     func, failure = setup.prepared(printed if options.capture else None, first)
-    if failure is None:
-        batch = run_calls(func, calls, options, kept)
+    if failure is None:  # the first item's output goes on from SETUP's
+        batch = run_calls(func, calls, options, kept, outputs=printed)
         batch.changed_globals = setup.changes_lost(batch.changed_globals)
     else:  # none of the items can run
         indices = [index for index, _ in calls]
-        batch = Batch(indices, [None] * len(indices), dict.fromkeys(indices, failure))
-    if printed:
-        batch.outputs[first] = printed[first] + batch.outputs.get(first, [])
+        batch = Batch(indices, [None] * len(indices), dict.fromkeys(indices, failure),
+                      printed)
     return batch
 
 
@@ -143,8 +146,10 @@ def _watch_after(watch, before, kept, batch):
 
 
 # Set by a worker serving a channel (worker_channel): whether the next
-# chunk has already arrived.
+# chunk has already arrived, and what to tell when a chunk starts
+# capturing into its outputs (``live_output.LiveOutput.watch``).
 next_chunk_waiting = None
+live_outputs = None
 
 
 def _watch_before(func, options, kept):
