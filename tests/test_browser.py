@@ -152,6 +152,22 @@ def the_background_cell_ends_done_with_its_output(notebook, index):
     notebook.screenshot(started, "background_run.png")
 
 
+def prints_while_the_item_runs(notebook, index):
+    def heard_while_running():
+        state = notebook.state(index)
+        assert state["prompt"] == "[*]:", f"the run ended before its output was seen: {state}"
+        return any("working on 0" in output["text"] for output in state["outputs"])
+
+    notebook.wait(heard_while_running, "the first item's print while it runs")
+    (notebook.root / "release").touch()  # the items end once it was seen
+    outputs = notebook.shown(index, lambda outputs: results(outputs) == ["[True, True]"],
+                             "Out: [True, True]", seconds=60)
+    printed = "".join(output["text"] for output in outputs
+                      if output["mime"] == "application/vnd.jupyter.stdout")
+    assert printed.split("\n") == ["working on 0", "finished 0", "working on 1",
+                                   "finished 1", ""], outputs
+
+
 CELLS = [
     Cell("%load_ext parmagic", shows_nothing),
     Cell("def square(x):\n"
@@ -194,6 +210,15 @@ CELLS = [
     Cell("open('go', 'w').close()\n"
          "'meanwhile'", meanwhile_a_cell_shows_only_its_own_output),
     Cell("run.wait(60)", the_background_cell_ends_done_with_its_output),
+    Cell("def long_item(x):\n"
+         "    print('working on', x)\n"
+         "    deadline = time.monotonic() + 60\n"
+         "    while not os.path.exists('release') and time.monotonic() < deadline:\n"
+         "        time.sleep(0.01)\n"
+         "    print('finished', x)\n"
+         "    return os.path.exists('release')\n"
+         "\n"
+         "%pmap -n 2 long_item range(2)", prints_while_the_item_runs),
 ]
 
 
@@ -220,7 +245,9 @@ def notebook():
         root.mkdir()
         write_notebook(root / "browser.ipynb", CELLS)
         with jupyter_lab(root, home) as lab, chromium() as driver:
-            yield Notebook.open(driver, lab, "browser.ipynb", screenshots=SCREENSHOTS)
+            notebook = Notebook.open(driver, lab, "browser.ipynb", screenshots=SCREENSHOTS)
+            notebook.root = root  # the kernel's working folder
+            yield notebook
 
 
 @pytest.mark.timeout(180)
