@@ -1,6 +1,7 @@
 """parmagic in the IPython terminal: an .ipy script run by the ipython command."""
 
-from terminal import run_ipython
+import pytest
+from terminal import run_ipython, run_ipython_answering
 
 SCRIPT = """\
 %load_ext parmagic
@@ -51,3 +52,28 @@ def test_an_async_function_maps_in_the_ipython_terminal(tmp_path):
     assert "asked 0\nasked 1\nasked 2\n" in stdout
     assert "answers: [1, 2, 3] asyncio" in stdout
     assert "Traceback" not in stdout + stderr
+
+
+LIVE_SCRIPT = """\
+%load_ext parmagic
+import os, time
+def long_item(x):
+    print("working on", x, flush=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists("release") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("finished", x)
+    return os.path.exists("release")
+released = %pmap -n 2 --no-progress long_item range(2)
+print("released:", released)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_running_items_print_shows_in_the_terminal_before_it_ends(tmp_path):
+    # the items wait for a file the test creates once it reads the first print
+    lines, stderr = run_ipython_answering(
+        tmp_path, LIVE_SCRIPT, "working on 0", (tmp_path / "release").touch)
+    assert "".join(lines).endswith(
+        "working on 0\nfinished 0\nworking on 1\nfinished 1\nreleased: [True, True]\n")
+    assert "Traceback" not in "".join(lines) + stderr
