@@ -107,7 +107,8 @@ def test_what_an_item_printed_before_its_worker_died_is_kept(release, monkeypatc
     assert run(abs, [[-2]], n_jobs=2, progress=False).results == [2]
 
 
-def test_output_is_not_live_on_the_threading_backend_but_still_in_order(capsys):
+def test_on_the_threading_backend_output_still_reads_as_a_serial_loop(capsys):
+    # (not live there: each item's output comes with its result)
     record = run(functools.partial(waits_for, "unused", waits=()), [range(3)],
                  n_jobs=2, backend="threading", progress=False)
     serial = "".join(f"working on {x}\nfinished {x}\n" for x in range(3))
