@@ -3,6 +3,7 @@
 
 import importlib.util
 import os
+import re
 import signal
 import threading
 import time
@@ -10,12 +11,10 @@ import warnings
 
 import psutil
 import pytest
-
-from shown import traceback_text
 from IPython.core.error import UsageError
-
-from processes import worker_processes
 from platforms import needs_posix
+from processes import worker_processes
+from shown import traceback_text
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -133,7 +132,9 @@ def test_item_that_keeps_killing_its_worker_is_a_clear_error(shell, dask_cluster
     cell(shell, "import os\ndef die(x):\n    if x == 1:\n        os._exit(1)\n    return x\n")
     error = shell.run_cell("%pmap -b dask --batch-size 1 die range(3)").error_in_exec
     assert type(error).__name__ == "WorkerCrashError"
-    assert "worker running item 1 died" in str(error)
+    # item 2 may share a dying worker with item 1 (a dask worker runs tasks
+    # side by side), and then dask reports it killed too: either is true
+    assert re.search(r"worker running item [12] died", str(error)), str(error)
     client.wait_for_workers(2, timeout=30)
     assert cell(shell, "%pmap -b dask abs [-1, -2]") == [1, 2]
 
