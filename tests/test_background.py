@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-from IPython.core.error import UsageError
 import waiting
+from IPython.core.error import UsageError
 
 from parmagic import NOT_COMPUTED, BackgroundRun, start
 
@@ -155,3 +155,33 @@ def test_many_background_runs_at_once():
     handles = [start(nap, [0.05] * 4, n_jobs=2, backend="threading") for _ in range(3)]
     assert [h.result(timeout=30) for h in handles] == [[0.05] * 4] * 3
     assert threading.active_count() < 50
+
+
+def test_the_live_view_shows_the_end_before_the_cell_that_waited_goes_on(shell, tmp_path,
+                                                                         monkeypatch):
+    """In Jupyter the run's cell is updated in place. A cell that cancels or
+    waits must not go on (and end: the kernel says idle, and the notebook
+    stops listening) before the final update went out, or the view keeps
+    saying "running". So the final state is sent before the run is done."""
+    from parmagic.display import live_view
+    sent = []  # (whether the run was done then, what the view said)
+
+    def send(bundle, **_):
+        sent.append((handles[-1].done() if handles else False, bundle["text/plain"]))
+
+    handles = []
+    monkeypatch.setattr(live_view, "in_kernel", lambda: True)
+    monkeypatch.setattr(live_view, "display", send)
+    monkeypatch.setattr(live_view, "update_display", send)
+    gate = tmp_path / "open"
+    shell.user_ns.update(held_back=held_back, gate=gate)
+    for ending, expected in [("cancel", "cancelled: 2 of 6"), ("wait", "done: 6 of 6")]:
+        handles.append(cell(shell, "%pmap --bg -n 2 (lambda x: held_back(x, gate, 2)) range(6)"))
+        until(lambda: handles[-1].n_finished == 2, "the first two items")
+        if ending == "wait":
+            gate.touch()
+        getattr(handles[-1], ending)()
+        final = f"background run of <lambda> {expected}"
+        assert sent[-1][1].startswith(final)
+        first_final = next(done for done, text in sent if text.startswith(final))
+        assert not first_final, "the final state went out only after the run was done"

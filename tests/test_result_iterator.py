@@ -81,6 +81,22 @@ def test_a_caller_who_takes_nothing_pauses_the_run():
     results.close()
 
 
+def first_waits_for_a_later_one(x, gate_file):
+    if x == 300:
+        open(gate_file, "w").close()
+    return first_waits_for(x, gate_file)
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_first_item_does_not_stop_the_run_for_good(tmp_path):
+    """More than the room's worth of later results arrive before item 0:
+    the ordered caller waits for item 0, so the run must go on."""
+    gate_file = str(tmp_path / "item 300 ran")
+    results = pmap(first_waits_for_a_later_one, range(400), [gate_file] * 400, n_jobs=2,
+                   batch_size=1, as_iter=True)
+    assert list(results) == list(range(400))
+
+
 @pytest.mark.timeout(60)
 def test_leaving_the_loop_stops_the_run_and_keeps_what_finished():
     data = Counted(100_000)

@@ -44,6 +44,8 @@ class LiveView:
         self.display_id = f"parmagic-run-{uuid.uuid4().hex}"
         self._cells = set()  # execution counts of the cells showing it
         self._follower = None
+        self._sending = threading.Lock()  # one update at a time, the final one last
+        self._finished = False
 
     def show(self):
         cell = get_ipython().execution_count
@@ -60,10 +62,20 @@ class LiveView:
     def _follow(self):
         while not self.handle.wait(UPDATE_EVERY):
             self._update()
-        self._update()
+        self.finish()
 
-    def _update(self):
-        update_display(_bundle(self.handle), raw=True, display_id=self.display_id)
+    def finish(self):
+        """Show the run's final state; later updates send nothing. Called
+        from the run's own thread before the handle is done, so a cell that
+        waits for the run (``run.cancel()``, ``run.wait()``) ends after it."""
+        self._update(final=True)
+
+    def _update(self, final=False):
+        with self._sending:
+            if self._finished:
+                return
+            self._finished = final
+            update_display(_bundle(self.handle), raw=True, display_id=self.display_id)
 
 
 def _bundle(handle):

@@ -5,7 +5,9 @@ iterator: in input order, each result as soon as it and those before it
 are ready, or (``unordered``) ``(index, result)`` pairs in the order they
 finish. No more than ``room`` finished results wait for the caller: then
 the run pauses (what is in flight finishes, no more input is read) until
-the caller takes some. Leaving the loop early (``break``, an exception,
+the caller takes some. It never pauses while the result the ordered
+caller needs next has not come: later ones keep arriving until it does
+(else a slow first item would stop the run for good). Leaving the loop early (``break``, an exception,
 ``close()``, or dropping the iterator) stops the run; what finished stays
 in ``record``.
 """
@@ -28,9 +30,12 @@ class _Feed:
     this, never the iterator, so an iterator dropped unfinished is
     collected, and its ``__del__`` stops the run."""
 
-    def __init__(self, room):
+    def __init__(self, room, in_order):
         self.news = queue.Queue()
-        self.room = threading.Semaphore(room)
+        self.room = room
+        self.waiting = set()  # indices handed over, not yet taken by the caller
+        self.wanted = 0 if in_order else None  # the index the caller needs next
+        self.turn = threading.Condition()
         self.left = threading.Event()  # the caller stopped iterating
         self.started = threading.Event()
         self.record = None
@@ -52,10 +57,26 @@ class _Feed:
     def on_batch(self, indices, values, failures):
         """Hand the finished items to the caller, waiting for room."""
         for index, value in sorted(zip(indices, values), key=lambda pair: pair[0]):
-            while not self.room.acquire(timeout=_LEFT_CHECK_EVERY):
-                if self.left.is_set():
-                    raise RunCancelled()
+            with self.turn:
+                while self._full():
+                    if self.left.is_set():
+                        raise RunCancelled()
+                    self.turn.wait(_LEFT_CHECK_EVERY)
+                self.waiting.add(index)
             self.news.put((_FAILED, index) if index in failures else (_RESULT, index, value))
+
+    def _full(self):
+        """No room, and the caller has something to take."""
+        return len(self.waiting) >= self.room and (
+            self.wanted is None or self.wanted in self.waiting)
+
+    def taken(self, index, wanted=None):
+        """The caller took ``index`` and needs ``wanted`` next (in order)."""
+        with self.turn:
+            self.waiting.discard(index)
+            if wanted is not None:
+                self.wanted = wanted
+            self.turn.notify()
 
 
 class ResultIterator:
@@ -66,7 +87,7 @@ class ResultIterator:
     def __init__(self, start_run, unordered=False, on_error="raise", room=DEFAULT_ROOM):
         self.unordered = unordered
         self._stops_at_failure = on_error == "raise"
-        self._feed = _Feed(room)
+        self._feed = _Feed(room, in_order=not unordered)
         self._pending = {}  # index -> result, finished but not yet yielded
         self._failed = set()
         self._next = 0  # the index the ordered iterator yields next
@@ -118,13 +139,13 @@ class ResultIterator:
     def _next_in_order(self):
         while True:
             if self._next in self._pending:
-                self._feed.room.release()
                 self._next += 1
+                self._feed.taken(self._next - 1, wanted=self._next)
                 return self._pending.pop(self._next - 1)
             if self._next in self._failed:
-                self._feed.room.release()
                 self._failed.discard(self._next)
                 self._next += 1
+                self._feed.taken(self._next - 1, wanted=self._next)
                 if self._stops_at_failure:  # the run ends with its error, shortly:
                     while not self._ended:  # raised here, as a loop would raise it
                         self._take()
@@ -144,15 +165,16 @@ class ResultIterator:
         while True:
             if self._pending:  # the one that finished first
                 index = next(iter(self._pending))
-                self._feed.room.release()
+                self._feed.taken(index)
                 return index, self._pending.pop(index)
             if self._ended:
                 if self._error is not None:
                     raise self._error
                 raise StopIteration
-            if self._take()[0] == _FAILED:
+            news = self._take()
+            if news[0] == _FAILED:
                 self._failed.clear()  # (left out here: raised at the end with collect)
-                self._feed.room.release()
+                self._feed.taken(news[1])
 
     def _take(self):
         """Wait for the run's next news and note it."""

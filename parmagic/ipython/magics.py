@@ -490,7 +490,9 @@ class ParMagic(Magics):
         def on_end(handle):
             if options.time:
                 print(handle.timing())
-            if not live:
+            if handle.view is not None:
+                handle.view.finish()
+            elif not live:
                 print(handle.summary())
 
         handle = engine.start(func, *iterables, on_done=on_done, on_end=on_end,
