@@ -3,12 +3,13 @@ missing, and anything that changes the function or damages an entry means
 computing again."""
 
 import os
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from parmagic import ParmagicInputError, run
+from parmagic import NotPicklableError, ParmagicInputError, run
 from parmagic.engine.cache import ResultCache
 
 
@@ -108,6 +109,21 @@ def test_failed_items_are_not_cached(tmp_path):
     log.unlink()
     record, error = cached_run(work, [1, 0, 2], tmp_path / "cache", on_error="collect")
     assert record.n_cached == 2 and computed(log) == [0]  # only the failure again
+
+
+def test_an_item_that_cannot_be_hashed_is_computed_each_time_and_the_rest_cached(tmp_path):
+    lock = threading.Lock()  # what --cache cannot hash, and threads take as it is
+    for n_cached in [0, 2]:
+        record, error = cached_run(lambda x: type(x).__name__, [1, lock, 2], tmp_path,
+                                   backend="threading")
+        assert error is None and record.results == ["int", "lock", "int"]
+        assert record.n_cached == n_cached
+
+
+def test_an_item_that_cannot_be_hashed_on_processes_is_the_usual_clear_error(tmp_path):
+    record, error = cached_run(abs, [1, threading.Lock()], tmp_path)
+    assert isinstance(error, NotPicklableError)
+    assert str(error).startswith("item 1 (<unlocked _thread.lock object")
 
 
 def test_changing_code_globals_or_closures_invalidates(tmp_path):

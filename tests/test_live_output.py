@@ -13,7 +13,7 @@ import pytest
 
 from parmagic import run
 from parmagic.common.errors import WorkerCrashError
-from parmagic.engine.collect import OrderedOutput
+from parmagic.engine.ordered_output import OrderedOutput
 from parmagic.worker.capture import Sink
 from parmagic.worker.live_output import LiveOutput, News, unpickled
 

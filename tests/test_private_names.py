@@ -1,4 +1,4 @@
-"""Private names of argparse, IPython and loky that parmagic relies on
+"""Private names of argparse, IPython, cloudpickle and loky that parmagic relies on
 outside ``joblib_internals`` (whose own test checks joblib's and loky's
 attributes), and the text of loky's that it reads: if an upgrade changes
 one, this fails by name instead of a magic misparsing or a crash report
@@ -9,6 +9,7 @@ import inspect
 import os
 from concurrent.futures.process import BrokenProcessPool
 
+import cloudpickle
 from IPython.core.interactiveshell import InteractiveShell
 from joblib.externals.loky import ProcessPoolExecutor
 
@@ -39,3 +40,19 @@ def test_loky_names_the_exit_code_of_a_dead_worker_where_crash_message_reads_it(
         executor.shutdown(kill_workers=True)
     assert isinstance(error, BrokenProcessPool)
     assert "worker process died (EXIT(3))" in crash_message(str(error), [0])
+
+
+def test_cloudpickle_rebuilds_a_class_by_value_through_the_names_error_transport_reads():
+    # error_transport._KeepClassesDefinedHere recognises these two while
+    # unpickling and reads the class tracker, so that an exception of a
+    # notebook class keeps the notebook's class
+    internals = cloudpickle.cloudpickle
+    assert list(inspect.signature(internals._make_skeleton_class).parameters)[4] == (
+        "class_tracker_id")
+    assert list(inspect.signature(internals._class_setstate).parameters) == ["obj", "state"]
+    namespace = {"__name__": "__main__"}
+    exec("class Notebooks(Exception):\n    pass\n", namespace)
+    blob = cloudpickle.dumps(namespace["Notebooks"]())
+    assert b"_make_skeleton_class" in blob and b"_class_setstate" in blob
+    tracked = internals._DYNAMIC_CLASS_TRACKER_BY_ID
+    assert any(cls is namespace["Notebooks"] for cls in tracked.values())

@@ -57,8 +57,13 @@ class ResultCache:
 
     def lookup(self, index, args):
         """The cached result for item ``index``, else ``_MISSING`` (and the
-        item's key is remembered so that ``store`` can write it)."""
-        key = item_key((index, args) if self.seeded else args)
+        item's key is remembered so that ``store`` can write it). An item
+        that cannot be hashed (a lock, an open file) is computed, never
+        cached, as a result that cannot be pickled is."""
+        try:
+            key = item_key((index, args) if self.seeded else args)
+        except Exception:
+            return _MISSING
         value = self._read(self.folder / f"{key}.pkl")
         if value is _MISSING:
             self._keys[index] = key

@@ -53,6 +53,7 @@ class LiveOutput:
         self._calls = self._sink = None  # its (index, args) calls; its capture.Sink
         self._sent = {}  # index -> how many of its parts were sent
         self._ended = 0  # how many of its calls were reported ended
+        self._indices = None  # its calls' indices, listed at the first look
         self._started = 0.0
         self._running = threading.Event()
         self._closed = False
@@ -64,6 +65,7 @@ class LiveOutput:
         with self._lock:
             self._outputs, self._calls, self._sink = outputs, calls, sink
             self._sent, self._ended, self._started = {}, 0, time.monotonic()
+            self._indices = None
         self._running.set()
 
     def send(self, data):
@@ -122,11 +124,13 @@ class LiveOutput:
         ended yet."""
         if running is None:
             return ()
-        calls = self._calls
-        if hasattr(calls, "indices"):  # a call_chunk.CallChunk: a range of indices
-            indices = calls.indices()
-        else:
-            indices = [index for index, _ in calls]
+        if self._indices is None:
+            calls = self._calls
+            if hasattr(calls, "indices"):  # a call_chunk.CallChunk: a range of indices
+                self._indices = calls.indices()
+            else:
+                self._indices = [index for index, _ in calls]
+        indices = self._indices
         try:
             position = indices.index(running)
         except ValueError:
