@@ -5,7 +5,7 @@ import queue
 import time
 
 import pytest
-from kernel import ANSI_CODES, parmagic_kernel
+from kernel import ANSI_CODES, STOP_ON_ERROR, parmagic_kernel
 
 CELLS = '''
 import os, time
@@ -26,7 +26,7 @@ def kernel():
 
 def start_cell(kernel, code):
     """Run ``code``; return its message id and what it showed, by kind."""
-    message_id = kernel.client.execute(code)
+    message_id = kernel.client.execute(code, stop_on_error=STOP_ON_ERROR)
     shown = []
     while True:
         message = kernel.client.get_iopub_msg(timeout=DEADLINE)

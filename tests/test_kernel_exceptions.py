@@ -5,7 +5,7 @@ running the cell would."""
 
 
 import pytest
-from kernel import parmagic_kernel, shown_traceback
+from kernel import STOP_ON_ERROR, parmagic_kernel, shown_traceback
 
 
 NOTEBOOK = '''
@@ -56,7 +56,7 @@ def test_parmap_cell_with_a_syntax_error_shows_it_and_its_line(kernel):
             streams.append(content["text"])
 
     code = "%%parmap -n 2 --no-progress range(3)\nlimit = 3\ndef capped(x):\n    return min(x, limit +\n"
-    reply = kernel.client.execute_interactive(code, timeout=60, output_hook=collect)
+    reply = kernel.client.execute_interactive(code, timeout=60, output_hook=collect, stop_on_error=STOP_ON_ERROR)
     assert reply["content"]["status"] == "error"
     assert [name for name, _ in errors] == ["SyntaxError"]  # shown as the cell shows it
     assert "line 3" in errors[0][1] and "return min(x, limit +" in errors[0][1]

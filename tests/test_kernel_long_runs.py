@@ -6,7 +6,7 @@ import time
 
 import psutil
 import pytest
-from kernel import parmagic_kernel
+from kernel import STOP_ON_ERROR, parmagic_kernel
 from platforms import needs_linux
 import waiting
 
@@ -60,7 +60,7 @@ def test_cache_survives_a_killed_kernel_and_computes_only_the_missing(kernel, tm
     # items are short naps, not held back: a worker notices its kernel is
     # gone only between items
     define_work(kernel, log)
-    kernel.client.execute(f"squares = %pmap -n 2 --no-progress --cache {cache} work range(24)")
+    kernel.client.execute(f"squares = %pmap -n 2 --no-progress --cache {cache} work range(24)", stop_on_error=STOP_ON_ERROR)
     until(lambda: cache.exists() and len(stored(cache)) >= 4, "4 results in the cache")
     dead = kernel.process
     started = dead.children(recursive=True)  # workers and resource trackers

@@ -5,7 +5,7 @@ attempts; a worker that dies is replaced and its items run again."""
 
 
 import pytest
-from kernel import parmagic_kernel, shown_traceback
+from kernel import STOP_ON_ERROR, parmagic_kernel, shown_traceback
 
 
 NOTEBOOK = '''
@@ -66,7 +66,7 @@ def test_when_retries_run_out_the_original_exception_and_the_note_are_shown(kern
 
     reply = kernel.client.execute_interactive(
         "%pmap -n 2 --no-progress --retries 1 fetch range(4)", timeout=60,
-        output_hook=collect)
+        output_hook=collect, stop_on_error=STOP_ON_ERROR)
     assert reply["content"]["status"] == "error"
     [(name, value, traceback)] = errors
     assert (name, value) == ("Flaky", "no answer for 2")

@@ -166,3 +166,20 @@ def test_an_iterator_dropped_unfinished_stops_its_run():
     del results
     gc.collect()
     until(lambda: record.status == "cancelled", "the dropped iterator's run to stop")
+
+
+@pytest.mark.timeout(60)
+def test_a_failure_reached_with_the_room_full_is_raised_not_waited_for():
+    """The caller reaches a failed item while later results fill the room:
+    it waits for the run's error, so nothing may hold the run back."""
+    from parmagic.engine.result_iterator import ResultIterator
+
+    def start_run(on_start, on_batch, cancel):
+        on_start(object())
+        on_batch(range(6), [0, None, 2, 3, 4, 5], {1})
+        raise ZeroDivisionError("item 1")
+
+    results = ResultIterator(start_run, room=2)
+    assert next(results) == 0
+    with pytest.raises(ZeroDivisionError, match="item 1"):
+        next(results)

@@ -7,9 +7,9 @@ finish. No more than ``room`` finished results wait for the caller: then
 the run pauses (what is in flight finishes, no more input is read) until
 the caller takes some. It never pauses while the result the ordered
 caller needs next has not come: later ones keep arriving until it does
-(else a slow first item would stop the run for good). Leaving the loop early (``break``, an exception,
-``close()``, or dropping the iterator) stops the run; what finished stays
-in ``record``.
+(else a slow first item would stop the run for good). Leaving the loop
+early (``break``, an exception, ``close()``, or dropping the iterator)
+stops the run; what finished stays in ``record``.
 """
 
 import queue
@@ -69,6 +69,12 @@ class _Feed:
         """No room, and the caller has something to take."""
         return len(self.waiting) >= self.room and (
             self.wanted is None or self.wanted in self.waiting)
+
+    def hold_back_nothing(self):
+        """The caller waits for the run's end: let everything through."""
+        with self.turn:
+            self.room = float("inf")
+            self.turn.notify()
 
     def taken(self, index, wanted=None):
         """The caller took ``index`` and needs ``wanted`` next (in order)."""
@@ -147,6 +153,7 @@ class ResultIterator:
                 self._next += 1
                 self._feed.taken(self._next - 1, wanted=self._next)
                 if self._stops_at_failure:  # the run ends with its error, shortly:
+                    self._feed.hold_back_nothing()  # (what comes meanwhile is not taken)
                     while not self._ended:  # raised here, as a loop would raise it
                         self._take()
                     if self._error is not None:
