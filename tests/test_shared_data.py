@@ -178,6 +178,48 @@ def test_the_store_evicts_the_least_recently_used_but_never_what_a_run_uses():
     assert not os.path.exists(os.path.dirname(path_a))
 
 
+def test_a_version_the_array_replaced_goes_once_no_run_uses_it():
+    store = SharedStore(limit_bytes=100 * MB)  # far from the limit
+    try:
+        array = np.zeros(MB // 8)
+        source = (array.__array_interface__["data"][0], array.nbytes)
+        running = set()  # a background run still reads the first version
+        first, _ = store.put(array, running, source=source)
+        array += 1
+        second, written = store.put(array, done := set(), source=source)
+        store.release(done)
+        assert written and os.path.exists(first)  # in use: it stays
+        store.release(running)
+        assert not os.path.exists(first) and os.path.exists(second)
+        array += 1
+        third, _ = store.put(array, done, source=source)
+        store.release(done)
+        assert not os.path.exists(second) and os.path.exists(third)
+        copy = array.copy()  # equal content, another array: one file for both
+        assert store.put(copy, done, source=(copy.__array_interface__["data"][0],
+                                             copy.nbytes))[0] == third
+        array += 1
+        store.put(array, done, source=source)
+        store.release(done)
+        assert os.path.exists(third)  # still the copy's version
+    finally:
+        store.clear()
+
+
+def test_a_global_changed_between_runs_keeps_one_version_in_shared_memory():
+    cell = notebook("""
+        BIG = np.zeros(2_000_000)  # 16 MB
+        def read_big(i):
+            return float(BIG[i])
+    """)
+    big, store = cell["BIG"], shared_data.store()
+    earlier = set(os.listdir(store.folder)) if store.folder else set()  # other tests'
+    for version in [1000.25, 1001.25, 1002.25, 1003.25]:  # (content no other test shares)
+        big[:] = version
+        assert pmap(cell["read_big"], range(2), n_jobs=2) == [version, version]
+        assert len(set(os.listdir(store.folder)) - earlier) == 1  # not one per version
+
+
 SCRIPT = """
 import os, signal, sys, numpy as np
 from parmagic import pmap

@@ -132,7 +132,7 @@ def test_a_store_that_fails_otherwise_fails_the_items_with_its_error(tmp_path, s
                                                                       monkeypatch):
     store = store_in(tmp_path)
 
-    def broken(data, in_use, watched=False):
+    def broken(data, in_use, **_):
         raise ValueError("the store broke")
 
     monkeypatch.setattr(store, "put", broken)

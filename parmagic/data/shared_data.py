@@ -65,20 +65,27 @@ class SharedStore:
         self.folder = None  # made with the first shared array
         self._files = collections.OrderedDict()  # digest -> (path, nbytes)
         self._pins = collections.Counter()  # digest -> runs using it now
+        # (address, bytes) of a notebook array -> the digest of its version
+        # here; a version that array replaced is never asked for again, so it
+        # goes as soon as no run uses it, limit or not
+        self._by_source = {}
+        self._superseded = set()
         self._lock = threading.Lock()
 
     @property
     def nbytes(self):
         return sum(nbytes for _, nbytes in self._files.values())
 
-    def put(self, data, in_use, *, watched=False):
+    def put(self, data, in_use, *, watched=False, source=None):
         """The path of a file holding ``data`` (a contiguous numpy array),
         and whether it had to be written (False: this version was there).
         The file is pinned for the run whose ``in_use`` set it joins, until
         that run calls ``release(in_use)``. ``watched``: ``data`` is the
         notebook's own array, not a copy made for this run, so the kernel
         may be asked whether it changed (``write_watch``) instead of
-        hashing it again."""
+        hashing it again. ``source``: where the notebook's own array lives
+        (its address and size); the version it had before is removed once
+        no run uses it."""
         view = memoryview(data).cast("B")
         if watched:
             digest = write_watch.watch().digest(data, view, _digest)
@@ -93,6 +100,11 @@ class SharedStore:
             if digest not in in_use:
                 in_use.add(digest)
                 self._pins[digest] += 1
+            if source is not None:
+                previous = self._by_source.get(source)
+                self._by_source[source] = digest
+                if previous is not None and previous != digest:
+                    self._superseded.add(previous)
             if written:
                 self._evict()
             return self._files[digest][0], written
@@ -149,8 +161,10 @@ class SharedStore:
         return self.folder
 
     def _evict(self):
-        """Remove the least recently used files until the store fits its
-        limit; a file a running run uses stays (it may exceed the limit)."""
+        """Remove replaced versions, then the least recently used files
+        until the store fits its limit; a file a running run uses stays
+        (it may exceed the limit)."""
+        self._drop_superseded()
         total = self.nbytes
         for digest in list(self._files):
             if total <= self.limit_bytes:
@@ -160,10 +174,24 @@ class SharedStore:
                 _remove(path)
                 total -= nbytes
 
+    def _drop_superseded(self):
+        current = set(self._by_source.values())
+        for digest in list(self._superseded):
+            if digest in current or digest not in self._files:
+                self._superseded.discard(digest)  # (equal content elsewhere, or gone)
+            elif not self._pins[digest]:
+                self._superseded.discard(digest)
+                _remove(self._files.pop(digest)[0])
+        if len(self._by_source) > len(self._files):  # forget arrays whose files went
+            self._by_source = {source: digest for source, digest in self._by_source.items()
+                               if digest in self._files}
+
     def clear(self):
         """Remove every file and the folder (also run at exit)."""
         with self._lock:
             self._files.clear()
+            self._by_source.clear()
+            self._superseded.clear()
             if self.folder is not None:
                 shutil.rmtree(self.folder, ignore_errors=True)
                 untrack_folder(self.folder)
@@ -359,8 +387,10 @@ class RunSharing:
 
         order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
         data = array if array.flags[f"{order}_CONTIGUOUS"] else numpy.ascontiguousarray(array)
-        path, written = self.store.put(data.reshape(-1, order=order), self._in_use,
-                                       watched=data is array and self.watch_writes)
+        own = data is array  # the notebook's array itself, not a copy for this run
+        path, written = self.store.put(
+            data.reshape(-1, order=order), self._in_use, watched=own and self.watch_writes,
+            source=(array.__array_interface__["data"][0], array.nbytes) if own else None)
         if written:
             self.shared_bytes += array.nbytes
         else:
