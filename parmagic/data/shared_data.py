@@ -20,7 +20,11 @@ stale data. Where Linux can say that no page of an array was written since
 it was last hashed (``write_watch``), the array is not hashed again.
 
 Ownership: the notebook process owns the store's folder (in ``/dev/shm``
-where there is one, else the temporary folder). Files are removed when the
+where there is one, else the temporary folder). On a shared machine the
+data are its user's alone: the folder is made new for this user only
+(0700) and each file in it likewise (0600) from its first byte, whatever
+the umask; nothing of another user's in /dev/shm is used or removed.
+Files are removed when the
 store goes over its size limit (least recently used first, never a file the
 current run uses), by ``clear()``, and at exit; loky's resource tracker,
 which outlives a killed kernel, removes the folder if the kernel could not,
@@ -35,6 +39,7 @@ import io
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -155,8 +160,10 @@ class SharedStore:
         if self.folder is None:
             root = self.root or _root()
             remove_orphans(root)
-            self.folder = os.path.join(root, f"parmagic_{os.getpid()}_{uuid.uuid4().hex[:8]}")
-            os.makedirs(self.folder)
+            # mkdtemp makes a new folder of a name nobody chose before, for
+            # this user alone (0700 whatever the umask): a name another user
+            # planted in /dev/shm, a symlink included, is passed over
+            self.folder = tempfile.mkdtemp(prefix=f"parmagic_{os.getpid()}_", dir=root)
             track_folder(self.folder)
         return self.folder
 
@@ -226,24 +233,44 @@ def _size(nbytes):
 
 
 def remove_orphans(root):
-    """Remove the store folders of notebook processes that are gone.
+    """Remove this user's store folders of notebook processes that are gone.
 
     A kernel killed together with its process group (a forced restart)
     takes loky's resource tracker with it, so nothing removed its folder;
     the next store made on this machine does. A folder whose pid is alive
-    (perhaps reused by another process) is left alone.
+    (perhaps reused by another process) is left alone, and so is anything
+    that is not a real folder of this user's own: on a shared machine,
+    another user may have put something under such a name in /dev/shm, and
+    a notebook (even one run as root) removes only what it made.
     """
     for name in os.listdir(root):
-        parts = name.split("_")
+        parts = name.split("_", 2)
         if len(parts) == 3 and parts[0] == "parmagic" and parts[1].isdigit():
-            if not processes.alive(int(parts[1])):
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            path = os.path.join(root, name)
+            if _own_folder(path) and not processes.alive(int(parts[1])):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _own_folder(path):
+    """Whether ``path`` is a folder (not a link to one) of this user's."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    owner = getattr(os, "getuid", None)  # (Windows: no owners to compare)
+    return stat.S_ISDIR(status.st_mode) and (owner is None or status.st_uid == owner())
+
+
+# A file is made new (never one already there, nor through a link), and
+# readable and writable by this user alone from its first moment.
+_NEW_PRIVATE_FILE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                     | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
 
 
 def _write(path, view):
     temporary = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        with open(temporary, "wb") as file:
+        with open(os.open(temporary, _NEW_PRIVATE_FILE, 0o600), "wb") as file:
             file.write(view)
         os.replace(temporary, path)  # a reader never sees half a file
     except BaseException:

@@ -30,10 +30,12 @@ a worker that could not take the next chunk whole is replaced first.
 
 import collections
 import contextlib
+import hmac
 import os
 import pickle
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -58,6 +60,9 @@ from parmagic.worker import live_output
 _SEND_BUFFER_BYTES = 256 * 1024
 # How long workers may take to start and connect.
 _CONNECT_TIMEOUT = 120.0
+# How often the notebook looks up from waiting for connections, to see
+# whether a worker died starting.
+_ACCEPT_POLL = 0.05
 # How long exit waits for a pool that was still connecting to give up.
 _CONNECT_ABORT_TIMEOUT = 10.0
 # How long a connection that ended waits for loky to say why the worker died.
@@ -333,6 +338,7 @@ def _connect(executor, n_workers, spawning):
         track_folder(folder)
     listener = None
     channels = []
+    greeting = {}  # connections taken, whose hello is not complete: what came so far
     try:
         listener, address = _listen(folder, n_workers)
         key = os.urandom(16)
@@ -343,28 +349,25 @@ def _connect(executor, n_workers, spawning):
         _connecting.add(threading.current_thread())
         deadline = time.monotonic() + _CONNECT_TIMEOUT
         while len(channels) < n_workers:
-            try:
-                sock, _ = listener.accept()
-            except socket.timeout:
-                _check_starting(serving, deadline)
-                continue
-            sock.setblocking(True)
-            if sock.family != getattr(socket, "AF_UNIX", None):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            small = _small_chunk_bytes(sock)
-            connection = Connection(sock.detach())
-            hello = connection.recv_bytes() if connection.poll(_CONNECT_TIMEOUT) else b""
-            if hello[:len(key)] != key:  # not one of these workers
-                connection.close()
-                continue
-            pid = int.from_bytes(hello[len(key):], "little")
-            channels.append(_Channel(connection, small, pid))
+            for sock in readable([listener, *greeting], _ACCEPT_POLL):
+                if sock is listener:
+                    _accept(listener, greeting)
+                    continue
+                pid = _read_hello(sock, greeting, key)
+                if pid is not None:
+                    del greeting[sock]
+                    sock.setblocking(True)
+                    small = _small_chunk_bytes(sock)
+                    channels.append(_Channel(Connection(sock.detach()), small, pid))
+            _check_starting(serving, deadline)
     except BaseException:
         for channel in channels:
             channel.connection.close()
         raise
     finally:
         _connecting.discard(threading.current_thread())
+        for sock in greeting:  # never said who they were
+            sock.close()
         if listener is not None:
             listener.close()
         if folder is not None:
@@ -400,11 +403,48 @@ def _listen(folder, backlog):
     try:
         listener.bind(("127.0.0.1", 0) if folder is None else os.path.join(folder, "s"))
         listener.listen(backlog)
-        listener.settimeout(0.05)
+        listener.setblocking(False)
     except BaseException:
         listener.close()
         raise
     return listener, listener.getsockname()
+
+
+def _accept(listener, greeting):
+    try:
+        sock, _ = listener.accept()
+    except (BlockingIOError, socket.timeout):  # (taken back by the other end)
+        return
+    sock.setblocking(False)
+    if sock.family != getattr(socket, "AF_UNIX", None):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    greeting[sock] = b""
+
+
+def _read_hello(sock, greeting, key):
+    """Read what ``sock`` has of its hello: the process id of a worker of
+    this pool once its hello is whole and right, else None. A connection
+    that says anything else, or hangs up, is closed at once; one that says
+    nothing waits beside the others, never in their way (on TCP, anyone on
+    the machine may connect), until the pool has started."""
+    # the hello as multiprocessing's Connection frames it: length, key, pid
+    expected = struct.pack("!i", len(key) + 8) + key
+    try:
+        data = sock.recv(len(expected) + 8 - len(greeting[sock]))
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        data = b""
+    received = greeting[sock] + data
+    known = min(len(received), len(expected))
+    if not data or not hmac.compare_digest(received[:known], expected[:known]):
+        del greeting[sock]  # hung up, or not one of these workers
+        sock.close()
+        return None
+    greeting[sock] = received
+    if len(received) < len(expected) + 8:
+        return None
+    return int.from_bytes(received[len(expected):], "little")
 
 
 def _small_chunk_bytes(sock):
