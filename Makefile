@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench screenshots clean
+.PHONY: test matrix demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.bench-installed: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# the suite on 3.12, 3.13, 3.14 (tests not marked slow) and free-threaded
+# 3.14t (all), each in .venv-<version>: see .ci/matrix
+matrix:
+	bash .ci/matrix $(VERSIONS)
+
 demo: $(STAMP)
 	$(PY) demos/run.py demos/quickstart.ipynb demos/when_things_go_wrong.ipynb demos/dask.ipynb demos/long_runs.ipynb
 
@@ -30,4 +35,4 @@ screenshots: $(STAMP)
 	PARMAGIC_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 clean:
-	rm -rf $(VENV) demos/out build *.egg-info
+	rm -rf $(VENV) .venv-3.* .pythons demos/out build *.egg-info

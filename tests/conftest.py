@@ -1,6 +1,7 @@
 """Shared fixtures: an IPython shell with parmagic loaded, and checks that the
 suite leaves no worker process behind. Tests marked ``linux`` or ``posix``
-(see platforms.py) are skipped where the system lacks what they need."""
+(see platforms.py) are skipped where the system lacks what they need; those
+that start a kernel or a browser are marked ``slow``."""
 
 import gc
 
@@ -17,6 +18,17 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "fallback(what): takes, on Linux, the path parmagic takes where "
         "WHAT is missing (as on macOS or Windows); pytest -m fallback runs them all")
+    config.addinivalue_line(
+        "markers", "slow: starts a real kernel (test_kernel_*.py, the soak among them) "
+        "or a browser (test_browser.py); pytest -m 'not slow' leaves them out")
+
+
+def pytest_collection_modifyitems(items):
+    # one rule, by file, so a new kernel test is slow without remembering to say so
+    for item in items:
+        name = item.path.name
+        if name.startswith("test_kernel_") or name == "test_browser.py":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(tryfirst=True)  # before fixtures start kernels or clusters
