@@ -61,7 +61,9 @@ def test_unusable_text_is_a_clear_error_with_the_usage(text, problem):
 
 
 def test_unbalanced_brackets_are_reported_with_the_text():
-    with pytest.raises(ParmagicInputError, match=r"cannot read 'f range\(': EOF"):
+    # Python 3.12's tokenizer says "unexpected EOF in multi-line statement"
+    with pytest.raises(ParmagicInputError,
+                       match=r"cannot read 'f range\(': (unexpected )?EOF in multi-line statement"):
         split_func_and_iterables("f range(")
 
 

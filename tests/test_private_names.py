@@ -10,6 +10,7 @@ import os
 from concurrent.futures.process import BrokenProcessPool
 
 import cloudpickle
+import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from joblib.externals.loky import ProcessPoolExecutor
 
@@ -56,3 +57,21 @@ def test_cloudpickle_rebuilds_a_class_by_value_through_the_names_error_transport
     assert b"_make_skeleton_class" in blob and b"_class_setstate" in blob
     tracked = internals._DYNAMIC_CLASS_TRACKER_BY_ID
     assert any(cls is namespace["Notebooks"] for cls in tracked.values())
+
+
+def test_multiprocessing_s_forkserver_says_whether_it_runs_and_stops_on_request():
+    # parallel_run stops the forkserver that -b multiprocessing runs started
+    import multiprocessing
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver on this platform")
+    from multiprocessing import forkserver
+
+    server = forkserver.ForkServer()
+    assert server._forkserver_pid is None
+    server.ensure_running()
+    try:
+        assert server._forkserver_pid is not None
+    finally:
+        server._stop()
+    assert server._forkserver_pid is None
+    assert forkserver._forkserver.__class__ is forkserver.ForkServer

@@ -43,6 +43,14 @@ SCRIPT = textwrap.dedent("""
             pmap(fails_on_odd, range(4), **run)
         except Odd as exc:
             print("raised", type(exc).__name__, exc)
+
+        import psutil
+        import parmagic
+        parmagic.shutdown_workers()  # a forkserver the runs started stops too
+        children = {p: " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)}
+        _, alive = psutil.wait_procs(
+            [p for p, line in children.items() if "resource_tracker" not in line], timeout=20)
+        print("left behind:", [children[p][:80] for p in alive])
 """)
 
 
@@ -56,4 +64,5 @@ def test_functions_lambdas_and_classes_of_main_work_with_every_start_method(meth
     done = subprocess.run([sys.executable, str(script), method], capture_output=True,
                           text=True, timeout=180, cwd=tmp_path)
     assert done.stdout.splitlines() == [
-        "[10, 11, 12, 13]", "[0, 2, 4, 6]", "raised Odd item 1 is odd"], done.stderr
+        "[10, 11, 12, 13]", "[0, 2, 4, 6]", "raised Odd item 1 is odd", "left behind: []",
+    ], done.stderr

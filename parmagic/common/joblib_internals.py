@@ -59,6 +59,10 @@ def runs_local_processes(parallel):
     return type(parallel._backend) in (LokyBackend, MultiprocessingBackend)
 
 
+def runs_multiprocessing_pool(parallel):
+    return type(parallel._backend) is MultiprocessingBackend
+
+
 def pickles_by_name(parallel):
     """What of a task ``parallel`` would pickle by name where the notebook's
     own must go by value: None, except on joblib's multiprocessing backend,

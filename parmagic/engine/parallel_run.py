@@ -6,14 +6,18 @@ the end.
 """
 
 import collections
+import contextlib
 import functools
 import multiprocessing
 import pickle
+import threading
 import warnings
+from multiprocessing import forkserver
 
 import cloudpickle
 from joblib import delayed, wrap_non_picklable_objects
 
+from parmagic.common import joblib_internals as internals
 from parmagic.common.errors import ItemTimeoutError
 from parmagic.engine.retries import RetriedAttempt, RetryPolicy, call_with_retries
 from parmagic.worker.batch import Batch
@@ -77,7 +81,9 @@ class ParallelRun:
                 for index, args in calls)
         else:
             tasks = (delayed(call)(index, args, *extra) for index, args in calls)
-        self._results = self.parallel(tasks)
+        pool = internals.runs_multiprocessing_pool(self.parallel)
+        with _forkserver_use() if pool else contextlib.nullcontext():
+            self._results = self.parallel(tasks)  # a list: the pool has ended
         try:
             for batch in self._results:
                 taken.popleft()
@@ -114,6 +120,41 @@ class ParallelRun:
                 warnings.filterwarnings("ignore", message=r".*tasks which were still being")
                 self._results.close()
         return []
+
+
+# The multiprocessing backend's pool starts its workers from a forkserver
+# (Linux's default start method from Python 3.14), which stays after the pool
+# ends, as a warm pool does; shutdown_workers stops one that a run started,
+# once no run uses it (one the notebook started itself is left alone).
+_forkserver_lock = threading.Lock()
+_forkserver_runs = 0
+_forkserver_ours = False
+
+
+@contextlib.contextmanager
+def _forkserver_use():
+    global _forkserver_runs, _forkserver_ours
+    server = forkserver._forkserver
+    with _forkserver_lock:
+        _forkserver_runs += 1
+        before = server._forkserver_pid
+    try:
+        yield
+    finally:
+        with _forkserver_lock:
+            _forkserver_runs -= 1
+            if before is None and server._forkserver_pid is not None:
+                _forkserver_ours = True
+
+
+def stop_own_forkserver():
+    """Stop the forkserver that multiprocessing runs started, unless one is
+    still going (its workers' exit codes come through the server)."""
+    global _forkserver_ours
+    with _forkserver_lock:
+        if _forkserver_ours and not _forkserver_runs:
+            forkserver._forkserver._stop()
+            _forkserver_ours = False
 
 
 class _ByValue:

@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import codeop
 import functools
 
 from IPython.core.error import UsageError
@@ -379,9 +380,16 @@ class ParMagic(Magics):
         outer cell's result slot, where the mapped results will go."""
         displayhook = self.shell.displayhook
         outer = displayhook.exec_result
+        # IPython compiles cells with codeop's PyCF_ALLOW_INCOMPLETE_INPUT, which on
+        # 3.13+ turns an unclosed bracket into the private _IncompleteInputError
+        # ("incomplete input"); without it the cell shows Python's SyntaxError
+        compiler = self.shell.compile
+        flags = compiler.flags
+        compiler.flags &= ~getattr(codeop, "PyCF_ALLOW_INCOMPLETE_INPUT", 0)
         try:
             return self.shell.run_cell(cell, store_history=False)
         finally:
+            compiler.flags = flags
             displayhook.exec_result = outer
 
     # -- helpers shared by both magics ----------------------------------------

@@ -70,16 +70,18 @@ class _ThreadLimit:
 
     The exception arrives when that thread next runs Python code, and must
     never hit the code after the item, so leaving clears one that was sent
-    but not delivered yet. Leaving takes no lock: the exception could arrive
-    while it is held, and the lock would never be released. A handshake of
-    flags does it instead (each store is atomic under the GIL): the watchdog
-    sends only while ``done`` is unset, and leaving waits out a send in
-    progress.
+    but not delivered yet. The watchdog sends only while ``done`` is unset,
+    holding ``sending``; leaving sets ``done`` and then waits out a send in
+    progress by taking ``sending``. A lock, not a flag, orders the two
+    threads' stores and loads (free-threaded builds run them in parallel);
+    it is this limit's own, so one left held by an exception delivered
+    while leaving takes it is never taken again.
     """
 
     def __init__(self, seconds):
         self.seconds = seconds
-        self.done = self.sending = self.sent = False
+        self.done = self.sent = False
+        self.sending = threading.Lock()
 
     def __enter__(self):
         self.thread = threading.get_ident()
@@ -90,18 +92,17 @@ class _ThreadLimit:
         # An exception delivered in here leaves the with statement as the
         # item's own: the item did reach its limit.
         self.done = True
-        while self.sending:
-            time.sleep(0)  # lets the watchdog finish
+        self.sending.acquire()  # a send in progress ends first
+        self.sending.release()
         if self.sent:
             _raise_in_thread(self.thread, None)  # clears it if still pending
 
     def expire(self):
         """Called by the watchdog thread at the deadline."""
-        self.sending = True
-        if not self.done:
-            _raise_in_thread(self.thread, TimeLimitReached)
-            self.sent = True
-        self.sending = False
+        with self.sending:
+            if not self.done:
+                _raise_in_thread(self.thread, TimeLimitReached)
+                self.sent = True
 
 
 class _Watchdog:
