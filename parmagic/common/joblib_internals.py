@@ -139,6 +139,21 @@ def restore_multiprocessing_pool():
 
     PicklingPool.__bases__ = (multiprocessing.pool.Pool,)
 
+
+def forkserver_running():
+    """Whether multiprocessing's forkserver (which joblib's multiprocessing
+    backend starts its workers from under that start method) is running."""
+    from multiprocessing import forkserver
+
+    return forkserver._forkserver._forkserver_pid is not None
+
+
+def stop_forkserver():
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
+
+
 # -- loky executors ---------------------------------------------------------------
 def new_executor(parallel, n_workers, initializer, initargs):
     """A loky executor of ``n_workers`` with the worker environment (thread

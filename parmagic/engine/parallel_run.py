@@ -12,7 +12,6 @@ import multiprocessing
 import pickle
 import threading
 import warnings
-from multiprocessing import forkserver
 
 import cloudpickle
 from joblib import delayed, wrap_non_picklable_objects
@@ -134,16 +133,15 @@ _forkserver_ours = False
 @contextlib.contextmanager
 def _forkserver_use():
     global _forkserver_runs, _forkserver_ours
-    server = forkserver._forkserver
     with _forkserver_lock:
         _forkserver_runs += 1
-        before = server._forkserver_pid
+        running_before = internals.forkserver_running()
     try:
         yield
     finally:
         with _forkserver_lock:
             _forkserver_runs -= 1
-            if before is None and server._forkserver_pid is not None:
+            if not running_before and internals.forkserver_running():
                 _forkserver_ours = True
 
 
@@ -153,7 +151,7 @@ def stop_own_forkserver():
     global _forkserver_ours
     with _forkserver_lock:
         if _forkserver_ours and not _forkserver_runs:
-            forkserver._forkserver._stop()
+            internals.stop_forkserver()
             _forkserver_ours = False
 
 
