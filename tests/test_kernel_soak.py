@@ -1,5 +1,6 @@
 """A long session in one kernel: warm calls, failing runs, crashes,
-interrupts and background runs, twice over. What the kernel holds (open
+interrupts, background runs and --iter runs (read whole, or dropped
+part-way), twice over. What the kernel holds (open
 files, threads, memory, shared-memory files) after the second round is no
 more than after the first: nothing grows with use."""
 
@@ -44,10 +45,18 @@ for _ in range({crashes}):
 for _ in range({background}):
     handle = get_ipython().run_line_magic('pmap', '--bg -n 2 reads_big range(4)')
     assert handle.result(timeout=60) == [1.0] * 4
+for _ in range({iterators}):
+    results = get_ipython().run_line_magic('pmap', '--iter -n 2 abs range(-40, 0)')
+    assert list(results) == list(range(40, 0, -1))
+    finished = get_ipython().run_line_magic('pmap', '--iter --unordered -n 2 abs range(-9, 0)')
+    assert sorted(value for _, value in finished) == list(range(1, 10))
+    left = get_ipython().run_line_magic('pmap', '--iter -n 2 --batch-size 1 abs range(-400, 0)')
+    assert [next(left) for _ in range(3)] == [400, 399, 398]
+    del left  # dropped unfinished: its run stops
 print('round done')
 """
 
-COUNTS = {"warm": 250, "failing": 50, "crashes": 5, "background": 10}
+COUNTS = {"warm": 250, "failing": 50, "crashes": 5, "background": 10, "iterators": 10}
 INTERRUPTS = 5
 
 
