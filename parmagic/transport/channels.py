@@ -359,7 +359,8 @@ def _connect(executor, n_workers, spawning):
                     sock.setblocking(True)
                     small = _small_chunk_bytes(sock)
                     channels.append(_Channel(Connection(sock.detach()), small, pid))
-            _check_starting(serving, deadline)
+            if len(channels) < n_workers:
+                _check_starting(serving, deadline)
     except BaseException:
         for channel in channels:
             channel.connection.close()
