@@ -137,7 +137,7 @@ def running_kernel(startup_timeout=60):
         assert not alive, f"the kernel left processes running: {alive}"
         # and none it started after its children were listed (a worker the
         # warm-up was starting as the kernel exited): they carry its TMPDIR
-        late = _started_by(tmpdir)
+        late = started_by(tmpdir)
         _, late = psutil.wait_procs(late, timeout=20)
         for process in late:
             process.kill()
@@ -160,7 +160,7 @@ def parmagic_kernel(*cells):
         yield kernel
 
 
-def _started_by(tmpdir):
+def started_by(tmpdir):
     """Live processes whose environment has TMPDIR=``tmpdir``."""
     found = []
     for process in psutil.process_iter():

@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 
-def run_ipython(tmp_path, script, timeout=180):
-    """Run ``script`` with the ipython command in ``tmp_path``; return
-    (stdout, stderr). No display, so matplotlib cannot open windows."""
+def run_ipython(tmp_path, script, timeout=180, tmpdir=None):
+    """Run ``script`` with the ipython command in ``tmp_path`` (and with
+    ``tmpdir`` as its TMPDIR, if given); return (stdout, stderr). No
+    display, so matplotlib cannot open windows."""
+    env = _environment()
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     done = subprocess.run(_command(tmp_path, script), capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp_path, env=_environment())
+                          timeout=timeout, cwd=tmp_path, env=env)
     return done.stdout, done.stderr
 
 

@@ -93,25 +93,19 @@ def test_a_script_that_ends_while_the_pool_starts_leaves_nothing_and_says_nothin
     # once must neither print loky's leak warnings nor leave its semaphores,
     # socket folder or worker processes behind
     import glob
-    import os
-    import tempfile
 
-    import psutil
+    from kernel import started_by
     from waiting import until
 
-    def loky_workers():
-        return {p.pid for p in psutil.process_iter(["cmdline"])
-                if "LokyProcess" in " ".join(p.info["cmdline"] or [])}
-
-    def socket_folders():
-        return set(glob.glob(os.path.join(tempfile.gettempdir(), "parmagic-*")))
-
-    before, folders = loky_workers(), socket_folders()  # (this process's own)
+    # a temp folder of the script's own: what it leaves there, and the
+    # processes that carry it, are the script's (other suites may run beside)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
     for _ in range(3):
         stdout, stderr = terminal.run_ipython(
-            tmp_path, "import os\nprint(os.getpid())\n%load_ext parmagic\n")
+            tmp_path, "import os\nprint(os.getpid())\n%load_ext parmagic\n", tmpdir=tmpdir)
         pid = int(stdout.split()[-1])
         assert "leaked" not in stderr and "Traceback" not in stderr, stderr
         assert glob.glob(f"/dev/shm/sem.loky-{pid}-*") == []
-        assert socket_folders() <= folders
-        until(lambda: loky_workers() <= before, "the script's workers gone", 10)
+        assert list(tmpdir.iterdir()) == []  # no socket folder left
+        until(lambda: not started_by(str(tmpdir)), "the script's workers gone", 10)
