@@ -286,3 +286,47 @@ def test_a_stranger_s_connection_does_not_hold_up_the_workers_or_get_in(tcp_pool
     assert closed_by_the_other_end(wrong_key) and closed_by_the_other_end(huge)
     # and the one that never spoke was let go once the workers were in
     assert closed_by_the_other_end(silent)
+
+
+def where_it_was_mapped_from(array):
+    return getattr(array, "filename", None)
+
+
+@pytest.fixture
+def forking():
+    """Workers forked, so joblib maps large arguments itself (by spawn or
+    forkserver, 3.14's default, parmagic sends each call pickled whole)."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("fork", force=True)
+    yield
+    multiprocessing.set_start_method(method, force=True)
+
+
+@needs_linux("/dev/shm, where joblib puts its temporary folder")
+def test_joblib_s_temporary_folder_for_multiprocessing_is_inside_the_private_store(
+        umask_zero, fresh_store, forking):
+    # joblib memory-maps large arguments from a folder it makes with the
+    # umask's mode (here 0777): parmagic has it made inside its own store
+    big = np.ones(2**18)  # 2 MB: joblib maps it instead of pickling it
+    record = run(where_it_was_mapped_from, [[big, big]], n_jobs=2, backend="multiprocessing",
+                 progress=False)
+    store = shared_data.store().folder
+    for path in record.results:
+        assert path is not None, "the array was pickled, not mapped: nothing checked"
+        assert store is not None and path.startswith(store + os.sep), path
+        assert not os.path.exists(path)  # joblib removed it when the pool ended
+    assert stat.S_IMODE(os.stat(store).st_mode) == 0o700
+
+
+@needs_linux("/dev/shm, where joblib puts its temporary folder")
+def test_a_temporary_folder_the_user_names_for_joblib_is_used_as_it_is(tmp_path, fresh_store,
+                                                                       forking):
+    from joblib import parallel_config
+
+    big = np.ones(2**18)
+    with parallel_config(temp_folder=str(tmp_path)):
+        record = run(where_it_was_mapped_from, [[big]], n_jobs=2, backend="multiprocessing",
+                     progress=False)
+    assert record.results[0] is not None and record.results[0].startswith(str(tmp_path))

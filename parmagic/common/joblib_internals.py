@@ -140,6 +140,17 @@ def restore_multiprocessing_pool():
     PicklingPool.__bases__ = (multiprocessing.pool.Pool,)
 
 
+def keep_memmaps_in(parallel, folder):
+    """Have ``parallel`` (joblib's multiprocessing backend) make its
+    temporary folder for large arguments inside ``folder``, unless the call,
+    an enclosing ``parallel_config`` or ``JOBLIB_TEMP_FOLDER`` names one:
+    left to itself, joblib makes it in /dev/shm with ``os.makedirs`` and
+    the umask's mode (0755, or 0777), open to every user of the machine."""
+    if (parallel._backend_kwargs.get("temp_folder") is None
+            and not os.environ.get("JOBLIB_TEMP_FOLDER")):
+        parallel._backend_kwargs["temp_folder"] = folder
+
+
 def forkserver_running():
     """Whether multiprocessing's forkserver (which joblib's multiprocessing
     backend starts its workers from under that start method) is running."""

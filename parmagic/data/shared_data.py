@@ -156,6 +156,13 @@ class SharedStore:
             in_use.clear()
             self._evict()
 
+    def private_folder(self):
+        """The store's folder, made now if need be: this user's alone, and
+        removed at exit (or by the next store, after a crash). Another
+        library's temporary files for a run go there too (joblib's)."""
+        with self._lock:
+            return self._folder()
+
     def _folder(self):
         if self.folder is None:
             root = self.root or _root()

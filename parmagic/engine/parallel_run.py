@@ -18,6 +18,7 @@ from joblib import delayed, wrap_non_picklable_objects
 
 from parmagic.common import joblib_internals as internals
 from parmagic.common.errors import ItemTimeoutError
+from parmagic.data import shared_data
 from parmagic.engine.retries import RetriedAttempt, RetryPolicy, call_with_retries
 from parmagic.worker.batch import Batch
 from parmagic.worker.calls import call_item
@@ -81,6 +82,8 @@ class ParallelRun:
         else:
             tasks = (delayed(call)(index, args, *extra) for index, args in calls)
         pool = internals.runs_multiprocessing_pool(self.parallel)
+        if pool:  # joblib's own temporary folder goes where only this user can read
+            internals.keep_memmaps_in(self.parallel, shared_data.store().private_folder())
         with _forkserver_use() if pool else contextlib.nullcontext():
             self._results = self.parallel(tasks)  # a list: the pool has ended
         try:
