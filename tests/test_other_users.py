@@ -8,7 +8,6 @@ user ``nobody``; elsewhere they are skipped, saying so.
 """
 
 import os
-import pwd
 import shutil
 import socket
 import stat
@@ -16,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -29,10 +29,16 @@ from parmagic.engine.loky_pool import LokyPool
 from parmagic.worker.chunk import Chunk
 
 
+try:
+    import pwd
+except ImportError:  # Windows: no users to try as
+    pwd = None
+
+
 def _nobody():
     try:
-        return pwd.getpwnam("nobody")
-    except (KeyError, NameError):
+        return pwd.getpwnam("nobody") if pwd is not None else None
+    except KeyError:
         return None
 
 
@@ -77,8 +83,6 @@ def _ours_in_dev_shm():
 
 
 def wait_for_file(path):
-    import time
-
     while not os.path.exists(path):  # (the test creates it: never for long)
         time.sleep(0.01)
 
@@ -142,7 +146,7 @@ def test_a_store_file_is_private_from_its_first_byte(tmp_path, umask_zero, monke
 
     monkeypatch.setattr(os, "chmod", no_chmod)
     monkeypatch.setattr(os, "fchmod", no_chmod)
-    store = SharedStoreIn(tmp_path)
+    store = store_in(tmp_path)
     try:
         path, written = store.put(np.arange(2**18, dtype=np.float64), set())
         assert written
@@ -163,7 +167,7 @@ def test_the_folder_of_the_workers_socket_is_private(umask_zero):
         os.rmdir(folder)
 
 
-def SharedStoreIn(folder):
+def store_in(folder):
     return shared_data.SharedStore(root=str(folder))
 
 
@@ -182,7 +186,7 @@ def test_a_link_planted_under_the_store_s_next_name_is_passed_over(tmp_path, mon
     planted.symlink_to(target)
     names = iter(["planted", "ownname1"])
     monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: names)
-    store = SharedStoreIn(root)
+    store = store_in(root)
     try:
         path, _ = store.put(np.arange(2**18, dtype=np.float64), set())
         assert store.folder == str(root / f"parmagic_{os.getpid()}_ownname1")
@@ -240,7 +244,7 @@ def tcp_pool(monkeypatch):
     ``strangers(address)`` is called with the address once it listens."""
     from parmagic.transport import channels
 
-    monkeypatch.delattr(channels.socket, "AF_UNIX")
+    monkeypatch.delattr(channels.socket, "AF_UNIX", raising=False)
     listen = channels._listen
     opened = []
 
