@@ -78,7 +78,7 @@ def _ours_in_dev_shm():
         if f"_{os.getpid()}_" in name:
             found.add(os.path.join("/dev/shm", name))
             for folder, folders, files in os.walk(os.path.join("/dev/shm", name)):
-                found.update(os.path.join(folder, name) for name in folders + files)
+                found.update(os.path.join(folder, entry) for entry in folders + files)
     return found
 
 

@@ -60,6 +60,7 @@ def runs_local_processes(parallel):
 
 
 def runs_multiprocessing_pool(parallel):
+    """Whether ``parallel`` runs on joblib's multiprocessing backend."""
     return type(parallel._backend) is MultiprocessingBackend
 
 
@@ -153,10 +154,11 @@ def keep_memmaps_in(parallel, folder):
 
 def forkserver_running():
     """Whether multiprocessing's forkserver (which joblib's multiprocessing
-    backend starts its workers from under that start method) is running."""
-    from multiprocessing import forkserver
-
-    return forkserver._forkserver._forkserver_pid is not None
+    backend starts its workers from under that start method) is running.
+    Only its module starts it, so where nothing imported that module (the
+    fork and spawn methods; Windows has no forkserver) none runs."""
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    return forkserver is not None and forkserver._forkserver._forkserver_pid is not None
 
 
 def stop_forkserver():

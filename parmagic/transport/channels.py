@@ -414,7 +414,7 @@ def _listen(folder, backlog):
 def _accept(listener, greeting):
     try:
         sock, _ = listener.accept()
-    except (BlockingIOError, socket.timeout):  # (taken back by the other end)
+    except BlockingIOError:  # (taken back by the other end meanwhile)
         return
     sock.setblocking(False)
     if sock.family != getattr(socket, "AF_UNIX", None):
